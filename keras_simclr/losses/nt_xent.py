@@ -1,0 +1,182 @@
+"""NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR."""
+
+import keras
+from keras import ops
+
+# Added to a logit to remove it from a softmax. Finite, so that 0 * mask stays
+# 0 (an -inf would give NaN there); in float32, exp(-1e9 + x) is exactly 0.
+_MASK_VALUE = 1e9
+
+
+def _validate_temperature(temperature):
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ValueError(
+            "`temperature` must be a positive number. "
+            f"Received: temperature={temperature!r}"
+        )
+    if not temperature > 0:
+        raise ValueError(
+            f"`temperature` must be positive. Received: temperature={temperature}"
+        )
+    return float(temperature)
+
+
+def _pair_logits(z_a, z_b, temperature):
+    """Scaled cosine similarities of the 2N views, self-similarity removed.
+
+    Returns `(logits, positives)`: `logits` is `(2N, 2N)`, the row of view `i`
+    holding its similarity to every view, its own set to -1e9; `positives` is
+    `(2N,)`, the index of each view's other view (`i + N` for `i < N`).
+    """
+    z_a = ops.convert_to_tensor(z_a)
+    z_b = ops.convert_to_tensor(z_b)
+    if len(z_a.shape) != 2 or len(z_b.shape) != 2:
+        raise ValueError(
+            "`z_a` and `z_b` must be 2D tensors (batch, dim). Received: "
+            f"z_a.shape={tuple(z_a.shape)}, z_b.shape={tuple(z_b.shape)}"
+        )
+    # Normalising and the softmax run in float32 whatever the input dtype, so
+    # float16 / bfloat16 projections and temperatures down to 0.01 are stable.
+    z = ops.concatenate(
+        [ops.cast(z_a, "float32"), ops.cast(z_b, "float32")], axis=0
+    )
+    z = ops.normalize(z, axis=-1, epsilon=1e-12)
+    num_views = ops.shape(z)[0]
+    batch_size = num_views // 2
+    logits = ops.matmul(z, ops.transpose(z)) / temperature
+    logits = logits - _MASK_VALUE * ops.eye(num_views, dtype="float32")
+    index = ops.arange(num_views, dtype="int32")
+    positives = ops.mod(index + batch_size, num_views)
+    return logits, positives
+
+
+def nt_xent(z_a, z_b, temperature=0.1):
+    """NT-Xent loss of SimCLR (Chen et al., 2020, eq. 1), averaged over 2N views.
+
+    The two views of each image are a positive pair; the other `2N - 2` views
+    of the batch are its negatives. Projections are L2-normalised, so the
+    similarities are cosines, divided by `temperature`. For each of the `2N`
+    views `i` with positive `j`:
+
+        l(i) = -log( exp(s_ij / t) / sum_{k != i} exp(s_ik / t) )
+
+    and the loss is the mean of `l(i)` over all `2N` views, the paper's
+    `L = 1/(2N) sum_k [l(2k-1, 2k) + l(2k, 2k-1)]`.
+
+    The official implementation (google-research/simclr) sums the mean losses
+    of the two directions, `loss_a + loss_b`, which is exactly twice this value
+    (the same gradient direction, a learning rate twice as large). lightly's
+    `NTXentLoss` uses the same reduction as this function.
+
+    The computation runs in float32 even for float16 / bfloat16 inputs, and is
+    stable for temperatures down to 0.01 (a log-sum-exp with the maximum
+    subtracted).
+
+    Args:
+        z_a: projections of the first views, shape `(N, D)`.
+        z_b: projections of the second views, shape `(N, D)`; row `n` of `z_a`
+            and of `z_b` come from the same image.
+        temperature: positive float, the softmax temperature `t`.
+
+    Returns:
+        A float32 scalar.
+
+    Example:
+
+    ```python
+    z_a = keras.random.normal((8, 128))
+    z_b = z_a + 0.1 * keras.random.normal((8, 128))
+    loss = keras_simclr.losses.nt_xent(z_a, z_b, temperature=0.1)
+    ```
+
+    References:
+        - [Chen et al., 2020](https://arxiv.org/abs/2002.05709), SimCLR.
+    """
+    temperature = _validate_temperature(temperature)
+    logits, positives = _pair_logits(z_a, z_b, temperature)
+    return ops.mean(_per_view_loss(logits, positives))
+
+
+def _per_view_loss(logits, positives):
+    positive_logits = ops.take_along_axis(logits, positives[:, None], axis=1)[:, 0]
+    return ops.logsumexp(logits, axis=1) - positive_logits
+
+
+def contrastive_metrics(z_a, z_b, temperature=0.1):
+    """Returns `(loss, accuracy, entropy)` of a batch of pairs.
+
+    - `loss`: `nt_xent(z_a, z_b, temperature)`.
+    - `accuracy`: the fraction of the `2N` views whose positive has the highest
+      similarity among the `2N - 1` other views.
+    - `entropy`: the mean entropy (in nats) of each view's softmax over the
+      `2N - 1` other views; `log(2N - 1)` for uniform similarities, 0 when the
+      positive takes all the mass.
+
+    All three come from one similarity matrix, so computing them together costs
+    little more than the loss. Same arguments as `nt_xent`.
+    """
+    temperature = _validate_temperature(temperature)
+    logits, positives = _pair_logits(z_a, z_b, temperature)
+    loss = ops.mean(_per_view_loss(logits, positives))
+    predicted = ops.cast(ops.argmax(logits, axis=1), "int32")
+    accuracy = ops.mean(ops.cast(ops.equal(predicted, positives), "float32"))
+    log_probs = ops.log_softmax(logits, axis=1)
+    probs = ops.exp(log_probs)
+    # The masked self-similarity has probability exactly 0; where() keeps its
+    # 0 * -1e9 term from contributing.
+    entropy = -ops.sum(ops.where(probs > 0, probs * log_probs, 0.0), axis=1)
+    return loss, accuracy, ops.mean(entropy)
+
+
+@keras.saving.register_keras_serializable(package="keras_simclr")
+class NTXent(keras.losses.Loss):
+    """NT-Xent loss of SimCLR as a `keras.losses.Loss`.
+
+    `y_pred` holds both views' projections stacked on the batch axis,
+    `concatenate([z_a, z_b])` of shape `(2N, D)`, as the pretraining step sends
+    both views through the encoder as one batch; `y_true` is ignored. See
+    `keras_simclr.losses.nt_xent` for the formula and its reduction (the mean
+    over all `2N` views).
+
+    Args:
+        temperature: positive float, the softmax temperature.
+        name: name of the loss.
+
+    Example:
+
+    ```python
+    loss_fn = keras_simclr.losses.NTXent(temperature=0.5)
+    z = keras.random.normal((16, 64))  # 8 images, two views each
+    loss = loss_fn(None, z)
+    ```
+    """
+
+    def __init__(self, temperature=0.1, name="nt_xent", **kwargs):
+        super().__init__(name=name, reduction=None, **kwargs)
+        self.temperature = _validate_temperature(temperature)
+
+    def call(self, y_true, y_pred):
+        z_a, z_b = ops.split(y_pred, 2, axis=0)
+        return nt_xent(z_a, z_b, self.temperature)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(
+                "NTXent has no per-sample weights: each view's loss depends on "
+                "the whole batch. Received: sample_weight of shape "
+                f"{getattr(sample_weight, 'shape', None)}"
+            )
+        shape = getattr(y_pred, "shape", None)
+        if shape is not None and len(shape) == 2 and shape[0] is not None:
+            if shape[0] % 2 or shape[0] < 4:
+                raise ValueError(
+                    "`y_pred` must stack the two views of at least 2 images, "
+                    f"shape (2N, D) with N >= 2. Received: y_pred.shape={shape}"
+                )
+        return self.call(y_true, y_pred)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("reduction", None)
+        config["temperature"] = self.temperature
+        return config

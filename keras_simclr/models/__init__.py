@@ -1,0 +1,2 @@
+from keras_simclr.models.resnet import ResNet
+from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer

@@ -1,0 +1,532 @@
+"""SimCLR pretraining as a `keras.Model` that `fit()` trains on any backend."""
+
+import copy
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_simclr.layers.projection_head import ProjectionHead
+from keras_simclr.losses.nt_xent import _validate_temperature
+from keras_simclr.losses.nt_xent import contrastive_metrics
+
+VIEW_KEYS = ("view_a", "view_b")
+
+
+@keras.saving.register_keras_serializable(package="keras_simclr")
+class SimCLRPretrainer(keras.Model):
+    """SimCLR pretraining: two views per image, encoder, head and NT-Xent.
+
+    Each training step makes two augmented views of every image of the batch,
+    sends all `2N` views through the encoder and the projection head as one
+    batch (as the official implementation does, so batch-norm statistics cover
+    both views), and minimises `keras_simclr.losses.nt_xent` of the two
+    projections. The objective is computed in `compute_loss`, inside the
+    training step that `fit()` compiles, on the TensorFlow, JAX and PyTorch
+    backends.
+
+    With labels, `fit()` also trains an online linear probe: a Dense layer on
+    the encoder features with the gradient stopped, so it measures the
+    representation without changing it (the official
+    `lineareval_while_pretraining`). Its cross-entropy is added to the loss
+    and its accuracy is reported as `probe_accuracy`.
+
+    Accepted inputs (`x` of `fit`, `evaluate`, `predict`):
+    - a batch of images `(N, H, W, C)` (a NumPy array, a tensor, or a
+      `tf.data.Dataset` of them), optionally with integer labels `(N,)`: the
+      views are made by `augmentation`; with `augmentation=None` the images
+      themselves are both views (for exact tests, and for pipelines that
+      augment in `tf.data` and give pairs as below);
+    - a dict `{"view_a": (N, H, W, C), "view_b": (N, H, W, C)}` of views made
+      elsewhere; they are used as given. A tuple `(view_a, view_b)` would be
+      read by Keras as `(x, y)`, so it is rejected.
+
+    Outputs of `call` (a dict): `features` (encoder output), `projection`
+    (head output) and, with a probe, `probe_logits`. In training, and for
+    dict inputs, they cover the `2N` views (first all `view_a`, then all
+    `view_b`); `predict(images)` gives them for the un-augmented images.
+
+    `evaluate()` reports the same metrics as `fit()`, on two augmented views
+    of each image with batch norm in inference mode; the probe is evaluated on
+    the un-augmented images.
+
+    Args:
+        encoder: a Keras model or layer that maps images to a feature vector
+            `(N, F)`: a `keras_simclr.models.ResNet`, or any other, e.g. from
+            `keras.applications` with `include_top=False, pooling="avg"`.
+        augmentation: a layer that maps images to one random view (a
+            `keras_simclr.layers.SimCLRAugmentation`), called twice per step;
+            or `None` (see above).
+        projection_head: a layer from features to projections; default
+            `ProjectionHead(hidden_dim=None, output_dim=128, num_layers=2)`
+            (SimCLR v1).
+        temperature: positive float, the NT-Xent temperature (0.1 in the
+            paper for large batches, 0.5 in its CIFAR-10 experiments).
+        num_classes: number of classes of the online linear probe; `None`
+            for no probe.
+        **kwargs: passed to `keras.Model` (name, dtype, ...).
+
+    Example:
+
+    ```python
+    encoder = keras_simclr.models.ResNet(18, cifar_stem=True,
+                                         input_shape=(32, 32, 3))
+    pretrainer = keras_simclr.models.SimCLRPretrainer(
+        encoder=encoder,
+        augmentation=keras_simclr.layers.SimCLRAugmentation(32, preset="cifar"),
+        temperature=0.5,
+        num_classes=10,
+    )
+    pretrainer.compile(optimizer=keras.optimizers.SGD(0.06, momentum=0.9))
+    pretrainer.fit(images, labels, batch_size=256, epochs=100)
+    features = pretrainer.encoder.predict(images)
+    ```
+
+    References:
+        - [Chen et al., 2020](https://arxiv.org/abs/2002.05709), SimCLR.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        augmentation=None,
+        projection_head=None,
+        temperature=0.1,
+        num_classes=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(encoder, keras.layers.Layer):
+            raise ValueError(
+                "`encoder` must be a Keras model or layer that maps images to "
+                f"feature vectors. Received: encoder={encoder!r}"
+            )
+        if augmentation is not None and not isinstance(
+            augmentation, keras.layers.Layer
+        ):
+            raise ValueError(
+                "`augmentation` must be a Keras layer or None. "
+                f"Received: augmentation={augmentation!r}"
+            )
+        if projection_head is None:
+            projection_head = ProjectionHead(name="projection_head")
+        elif not isinstance(projection_head, keras.layers.Layer):
+            raise ValueError(
+                "`projection_head` must be a Keras layer or None. "
+                f"Received: projection_head={projection_head!r}"
+            )
+        if num_classes is not None and (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, int)
+            or num_classes < 2
+        ):
+            raise ValueError(
+                "`num_classes` must be an integer >= 2, or None for no probe. "
+                f"Received: num_classes={num_classes!r}"
+            )
+        self.encoder = encoder
+        self.augmentation = augmentation
+        self.projection_head = projection_head
+        self.temperature = _validate_temperature(temperature)
+        self.num_classes = num_classes
+        self.probe = None
+        if num_classes is not None:
+            self.probe = keras.layers.Dense(
+                num_classes, dtype=self.dtype_policy, name="linear_probe"
+            )
+
+        self.contrastive_loss_tracker = keras.metrics.Mean(name="contrastive_loss")
+        self.contrastive_accuracy_tracker = keras.metrics.Mean(
+            name="contrastive_accuracy"
+        )
+        self.contrastive_entropy_tracker = keras.metrics.Mean(
+            name="contrastive_entropy"
+        )
+        if self.probe is not None:
+            self.probe_loss_tracker = keras.metrics.Mean(name="probe_loss")
+            self.probe_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
+                name="probe_accuracy"
+            )
+
+    # === Building ===
+
+    def _image_channels(self):
+        inputs = getattr(self.encoder, "inputs", None)
+        if inputs:
+            return inputs[0].shape[-1]
+        return None
+
+    def _check_image_shape(self, shape, argument):
+        shape = tuple(shape)
+        if len(shape) != 4:
+            raise ValueError(
+                f"`{argument}` must be a batch of images of shape (batch, "
+                f"height, width, channels). Received: {argument}.shape={shape}"
+            )
+        channels = self._image_channels()
+        if channels is not None and shape[-1] is not None and shape[-1] != channels:
+            raise ValueError(
+                f"`{argument}` has {shape[-1]} channels but the encoder expects "
+                f"{channels}. Received: {argument}.shape={shape}"
+            )
+
+    def build(self, input_shape):
+        if isinstance(input_shape, dict):
+            _check_view_keys(input_shape)
+            view_shape = tuple(input_shape["view_a"])
+            self._check_image_shape(view_shape, "x['view_a']")
+        else:
+            self._check_image_shape(input_shape, "x")
+            view_shape = tuple(input_shape)
+            if self.augmentation is not None:
+                view_shape = tuple(self.augmentation.compute_output_shape(view_shape))
+        if not self.encoder.built:
+            self.encoder.build(view_shape)
+        feature_shape = tuple(self.encoder.compute_output_shape(view_shape))
+        if len(feature_shape) != 2:
+            raise ValueError(
+                "`encoder` must map images to feature vectors (batch, "
+                f"features); for input {view_shape} it gives {feature_shape}. "
+                "For a keras.applications model, use include_top=False and "
+                "pooling='avg'."
+            )
+        if not self.projection_head.built:
+            self.projection_head.build(feature_shape)
+        if self.probe is not None:
+            self.probe.build(feature_shape)
+
+    # === Forward pass ===
+
+    def _encode(self, images, training):
+        features = self.encoder(images, training=training)
+        projection = self.projection_head(features, training=training)
+        outputs = {"features": features, "projection": projection}
+        if self.probe is not None:
+            outputs["probe_logits"] = self.probe(ops.stop_gradient(features))
+        return outputs
+
+    def make_views(self, images):
+        """Returns two random views `(view_a, view_b)` of a batch of images."""
+        if self.augmentation is None:
+            return images, images
+        return (
+            self.augmentation(images, training=True),
+            self.augmentation(images, training=True),
+        )
+
+    def call(self, inputs, training=False):
+        if isinstance(inputs, dict):
+            _check_view_keys(inputs)
+            view_a, view_b = inputs["view_a"], inputs["view_b"]
+            self._check_image_shape(view_a.shape, "x['view_a']")
+            self._check_image_shape(view_b.shape, "x['view_b']")
+        else:
+            self._check_image_shape(inputs.shape, "x")
+            if not training:
+                return self._encode(inputs, training=False)
+            view_a, view_b = self.make_views(inputs)
+        return self._encode(ops.concatenate([view_a, view_b], axis=0), training)
+
+    # === Objective ===
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        if sample_weight is not None:
+            raise ValueError(
+                "SimCLRPretrainer does not take sample weights: each image's "
+                "loss depends on the whole batch. Received: sample_weight="
+                f"{getattr(sample_weight, 'shape', sample_weight)}"
+            )
+        if isinstance(x, dict) or training:
+            pair_outputs = y_pred
+        else:
+            # evaluate() on raw images: the contrastive metrics need two views.
+            view_a, view_b = self.make_views(x)
+            pair_outputs = self._encode(
+                ops.concatenate([view_a, view_b], axis=0), training=False
+            )
+        z_a, z_b = ops.split(pair_outputs["projection"], 2, axis=0)
+        loss, accuracy, entropy = contrastive_metrics(z_a, z_b, self.temperature)
+        self.contrastive_loss_tracker.update_state(loss)
+        self.contrastive_accuracy_tracker.update_state(accuracy)
+        self.contrastive_entropy_tracker.update_state(entropy)
+        total = loss
+
+        if y is not None:
+            if self.probe is None:
+                raise ValueError(
+                    "Labels were given but the pretrainer has no linear probe. "
+                    "Pass `num_classes` to SimCLRPretrainer to train one, or "
+                    "fit on images alone. Received: y of shape "
+                    f"{tuple(y.shape)}"
+                )
+            labels = ops.reshape(ops.cast(y, "int32"), (-1,))
+            logits = ops.cast(y_pred["probe_logits"], "float32")
+            if isinstance(x, dict) or training:
+                # The probe saw both views.
+                labels = ops.concatenate([labels, labels], axis=0)
+            probe_loss = ops.mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    labels, logits, from_logits=True
+                )
+            )
+            self.probe_loss_tracker.update_state(probe_loss)
+            self.probe_accuracy_tracker.update_state(labels, logits)
+            total = total + probe_loss
+
+        for extra in self.losses:
+            total = total + ops.cast(ops.sum(extra), "float32")
+        return total
+
+    # === Training entry points ===
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Configures training; the objective is built in, so `loss` is not
+        accepted. See `keras.Model.compile` for the other arguments."""
+        if loss is not None:
+            raise ValueError(
+                "SimCLRPretrainer computes its own objective (NT-Xent, plus "
+                "the probe's cross-entropy); do not pass `loss`. "
+                f"Received: loss={loss!r}"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        # `compile` is overridden (to refuse a loss), so Keras leaves restoring
+        # the compiled state to the model: the optimizer and its variables.
+        config = keras.saving.deserialize_keras_object(config)
+        config.pop("loss", None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
+        if not self.built:
+            # Callbacks such as BackupAndRestore need the variables at once.
+            input_shape = _input_shape(x)
+            if input_shape is not None:
+                self.build(input_shape)
+        validation_data = kwargs.get("validation_data")
+        if isinstance(validation_data, (tuple, list)):
+            self._validate_data(
+                validation_data[0],
+                validation_data[1] if len(validation_data) > 1 else None,
+                kwargs.get("validation_batch_size") or batch_size,
+                None,
+                prefix="validation_data",
+            )
+        return super().fit(x, y, batch_size=batch_size, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def _validate_data(self, x, y, batch_size, sample_weight, prefix=None):
+        """Checks what can be checked before training starts."""
+        x_name = f"{prefix}[0]" if prefix else "x"
+        y_name = f"{prefix}[1]" if prefix else "y"
+        if sample_weight is not None:
+            raise ValueError(
+                "SimCLRPretrainer does not take sample weights. "
+                f"Received: sample_weight of type {type(sample_weight).__name__}"
+            )
+        if batch_size is not None and (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 2
+        ):
+            raise ValueError(
+                "`batch_size` must be an integer >= 2: NT-Xent contrasts each "
+                f"image with the others of its batch. Received: batch_size={batch_size}"
+            )
+        if isinstance(x, (tuple, list)) and len(x) == 2 and y is None:
+            raise ValueError(
+                "A pair of views must be given as a dict "
+                "{'view_a': ..., 'view_b': ...}; Keras reads a tuple as "
+                f"(x, y). Received: {x_name} as a {type(x).__name__} of 2 arrays"
+            )
+        if _is_tf_dataset(x):
+            self._validate_dataset(x, x_name)
+            return
+        if isinstance(x, dict):
+            _check_view_keys(x, x_name)
+            arrays = {f"{x_name}['{key}']": x[key] for key in VIEW_KEYS}
+        elif x is None or not _is_array_like(x):
+            return
+        else:
+            arrays = {x_name: x}
+        num_images = None
+        for name, array in arrays.items():
+            array = _as_numpy(array, name)
+            self._check_image_shape(array.shape, name)
+            num_images = len(array)
+        if num_images < 2:
+            raise ValueError(
+                f"`{x_name}` must hold at least 2 images (each image's negatives "
+                f"are the others of its batch). Received: {num_images} image"
+            )
+        effective_batch = batch_size or 32
+        if num_images % effective_batch == 1:
+            raise ValueError(
+                f"With {num_images} images and batch_size={effective_batch}, the "
+                "last batch holds a single image, which has no negatives. "
+                "Change `batch_size` or drop one image. "
+                f"Received: batch_size={batch_size}"
+            )
+        if y is not None and _is_array_like(y):
+            self._check_labels(_as_numpy(y, y_name), num_images, y_name)
+
+    def _check_labels(self, labels, num_images, name):
+        if self.probe is None:
+            raise ValueError(
+                "Labels were given but the pretrainer has no linear probe. "
+                "Pass `num_classes` to SimCLRPretrainer, or fit on images "
+                f"alone. Received: {name} of shape {labels.shape}"
+            )
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1:
+            raise ValueError(
+                f"`{name}` must hold one integer class id per image, shape "
+                f"(N,). Received: {name}.shape={labels.shape}"
+            )
+        if num_images is not None and len(labels) != num_images:
+            raise ValueError(
+                f"`{name}` has {len(labels)} labels for {num_images} images. "
+                f"Received: {name}.shape={labels.shape}"
+            )
+        if labels.dtype.kind == "f" and not np.all(np.mod(labels, 1) == 0):
+            raise ValueError(
+                f"`{name}` must hold integer class ids. Received: "
+                f"{name}.dtype={labels.dtype} with non-integer values"
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"`{name}` must hold class ids in [0, {self.num_classes}) "
+                f"(num_classes={self.num_classes}). Received: labels from "
+                f"{labels.min()} to {labels.max()}"
+            )
+
+    def _validate_dataset(self, dataset, name):
+        spec = dataset.element_spec
+        if isinstance(spec, tuple):
+            x_spec = spec[0]
+            y_spec = spec[1] if len(spec) > 1 else None
+        else:
+            x_spec, y_spec = spec, None
+        x_specs = x_spec if isinstance(x_spec, dict) else {"": x_spec}
+        if isinstance(x_spec, dict):
+            _check_view_keys(x_spec, name)
+        for key, item in x_specs.items():
+            item_name = f"{name}['{key}']" if key else name
+            if not (item.dtype.is_floating or item.dtype.is_integer):
+                raise ValueError(
+                    f"`{item_name}` must hold numbers. "
+                    f"Received: dtype={item.dtype.name}"
+                )
+            self._check_image_shape(item.shape, f"{item_name} (element_spec)")
+        if y_spec is not None and self.probe is None:
+            raise ValueError(
+                "The dataset yields labels but the pretrainer has no linear "
+                "probe. Pass `num_classes` to SimCLRPretrainer, or map the "
+                f"dataset to images alone. Received: element_spec={spec}"
+            )
+        # One batch shows the batch size and the label range.
+        for element in dataset.take(1):
+            x_batch = element[0] if isinstance(element, tuple) else element
+            first = x_batch["view_a"] if isinstance(x_batch, dict) else x_batch
+            if int(first.shape[0]) < 2:
+                raise ValueError(
+                    f"`{name}` yields batches of {int(first.shape[0])} image; "
+                    "NT-Xent needs at least 2 per batch. Batch the dataset "
+                    "with `.batch(batch_size)`."
+                )
+            if isinstance(element, tuple) and len(element) > 1:
+                self._check_labels(
+                    np.asarray(element[1]), int(first.shape[0]), f"{name} labels"
+                )
+
+    # === Config ===
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "augmentation": (
+                    keras.saving.serialize_keras_object(self.augmentation)
+                    if self.augmentation is not None
+                    else None
+                ),
+                "projection_head": keras.saving.serialize_keras_object(
+                    self.projection_head
+                ),
+                "temperature": self.temperature,
+                "num_classes": self.num_classes,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Deserialising a functional model consumes parts of its config.
+        config = copy.deepcopy(config)
+        for key in ("encoder", "augmentation", "projection_head"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def _check_view_keys(inputs, name="x"):
+    if set(inputs.keys()) != set(VIEW_KEYS):
+        raise ValueError(
+            f"A dict input must have exactly the keys {VIEW_KEYS}. "
+            f"Received: {name} with keys {sorted(inputs.keys())}"
+        )
+
+
+def _input_shape(x):
+    """The input shape, batch axis `None`, of arrays or a `tf.data.Dataset`."""
+    if _is_tf_dataset(x):
+        spec = x.element_spec
+        x = spec[0] if isinstance(spec, tuple) else spec
+    elif not (isinstance(x, dict) or _is_array_like(x)):
+        return None
+
+    def batchless(item):
+        return (None,) + tuple(np.shape(item) if not hasattr(item, "shape") else item.shape)[1:]
+
+    if isinstance(x, dict):
+        return {key: batchless(value) for key, value in x.items()}
+    return batchless(x)
+
+
+def _is_tf_dataset(x):
+    module = type(x).__module__
+    return module.startswith("tensorflow") and hasattr(x, "element_spec")
+
+
+def _is_array_like(x):
+    return isinstance(x, (np.ndarray, list)) or (
+        hasattr(x, "shape") and hasattr(x, "dtype") and not _is_tf_dataset(x)
+    )
+
+
+def _as_numpy(array, name):
+    if isinstance(array, np.ndarray):
+        result = array
+    elif isinstance(array, list):
+        result = np.asarray(array)
+    else:
+        try:
+            result = np.asarray(keras.ops.convert_to_numpy(array))
+        except Exception:
+            result = np.asarray(array)
+    if result.dtype.kind not in "biuf":
+        raise ValueError(
+            f"`{name}` must hold numbers (integers or floats). "
+            f"Received: {name}.dtype={result.dtype}"
+        )
+    return result

@@ -1,0 +1,56 @@
+"""Runs examples/pretrain.py with its smallest flags, as a user would."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_script(model_dir, *extra):
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    return subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "pretrain.py"),
+            f"--model_dir={model_dir}",
+            "--epochs=1",
+            "--max_images=64",
+            "--batch_size=32",
+            "--image_size=8",
+            "--verbose=0",
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_pretrain_script_writes_model_flags_and_results(tmp_path):
+    result = run_script(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SimCLR-pretrained encoder" in result.stdout
+    for name in ("pretrainer.keras", "encoder.keras", "flags.json", "results.json"):
+        assert os.path.exists(tmp_path / name), name
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["backend"] == keras.backend.backend()
+    assert results["steps"] == 2
+    assert np.isfinite(results["final_contrastive_loss"])
+    for accuracy in results["linear_probe_accuracy"].values():
+        assert 0.0 <= accuracy <= 1.0
+    flags = json.loads((tmp_path / "flags.json").read_text())
+    assert flags["batch_size"] == 32 and flags["dataset"] == "digits"
+    encoder = keras.saving.load_model(tmp_path / "encoder.keras")
+    assert encoder.output_shape == (None, 512)
+
+
+def test_pretrain_script_rejects_bad_flags(tmp_path):
+    result = run_script(tmp_path, "--temperature=0")
+    assert result.returncode != 0
+    assert "temperature" in result.stderr
