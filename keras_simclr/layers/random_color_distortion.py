@@ -35,8 +35,10 @@ def _split_channels(backend, images):
 
 
 def _merge_channels(backend, planes):
-    bnp = backend.numpy
-    return bnp.transpose(bnp.stack(planes, axis=0), (1, 2, 3, 0))
+    # Stacking on the last axis, not stacking first and transposing: XLA on
+    # CPU fuses such a transpose into the consumers of the layer (a mean, a
+    # convolution) and then runs the colour steps several times slower.
+    return backend.numpy.stack(planes, axis=-1)
 
 
 def _hsv_parts(backend, red, green, blue):
