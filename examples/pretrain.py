@@ -207,7 +207,7 @@ def main(argv):
     pretrainer.compile(optimizer=optimizer)
 
     start = time.time()
-    history = pretrainer.fit(
+    fit_result = pretrainer.fit(
         train_images[:usable],
         train_labels[:usable],
         batch_size=batch_size,
@@ -216,7 +216,8 @@ def main(argv):
         callbacks=[
             keras.callbacks.BackupAndRestore(os.path.join(FLAGS.model_dir, "backup")),
         ],
-    ).history
+    )
+    history = fit_result.history
     wall_time = time.time() - start
 
     pretrainer.save(os.path.join(FLAGS.model_dir, "pretrainer.keras"))
@@ -234,6 +235,8 @@ def main(argv):
         "test_images": int(len(test_images)),
         "epochs": FLAGS.epochs,
         "steps": int(total_steps),
+        # After a resume, only the epochs this invocation ran (1-based).
+        "epochs_run": [epoch + 1 for epoch in fit_result.epoch],
         "pretraining_seconds": round(wall_time, 1),
         "final_contrastive_loss": float(history["contrastive_loss"][-1]),
         "final_contrastive_accuracy": float(history["contrastive_accuracy"][-1]),
