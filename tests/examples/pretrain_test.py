@@ -8,6 +8,8 @@ import sys
 import keras
 import numpy as np
 
+import keras_simclr  # noqa: F401  (registers its classes for load_model)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
