@@ -13,6 +13,8 @@ version range in `pyproject.toml` is the one this was tested with, and
 `tests/layers/data_layer_test.py` guards it on every backend.
 """
 
+import numbers
+
 import keras
 
 try:
@@ -26,17 +28,26 @@ except ImportError as error:  # pragma: no cover - depends on the Keras version
     ) from error
 
 
-def validate_value_range(value_range):
-    """Returns `value_range` as a tuple of two floats, or raises ValueError."""
+def validate_value_range(value_range, allow_none=False):
+    """Returns `value_range` as a tuple of two floats, or raises ValueError.
+
+    With `allow_none=True`, `None` (no range, no rescaling) is returned as is.
+    """
+    if allow_none and value_range is None:
+        return None
     if (
         not isinstance(value_range, (tuple, list))
         or len(value_range) != 2
-        or not all(isinstance(v, (int, float)) for v in value_range)
+        or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool)
+            for v in value_range
+        )
         or not value_range[0] < value_range[1]
     ):
+        none = "None or " if allow_none else ""
         raise ValueError(
-            "`value_range` must be a tuple `(low, high)` of two numbers with "
-            f"low < high. Received: value_range={value_range}"
+            f"`value_range` must be {none}a tuple `(low, high)` of two numbers "
+            f"with low < high. Received: value_range={value_range}"
         )
     return (float(value_range[0]), float(value_range[1]))
 

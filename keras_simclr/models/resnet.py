@@ -5,6 +5,8 @@ import numbers
 import keras
 from keras import ops
 
+from keras_simclr.layers.data_layer import validate_value_range
+
 # (block type, blocks per group) for each depth.
 RESNET_ARCHITECTURES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -244,7 +246,7 @@ class ResNet(keras.Model):
                 f"cifar_stem={cifar_stem}"
             )
         input_shape = _validate_input_shape(input_shape)
-        value_range = _validate_value_range(value_range)
+        value_range = validate_value_range(value_range, allow_none=True)
         sk_ratio = _validate_sk_ratio(sk_ratio)
         dtype = kwargs.pop("dtype", None)
         block_type, blocks_per_group = RESNET_ARCHITECTURES[depth]
@@ -488,25 +490,6 @@ def _validate_input_shape(input_shape):
             f"channels must be known. Received: input_shape={input_shape}"
         )
     return tuple(None if v is None else int(v) for v in input_shape)
-
-
-def _validate_value_range(value_range):
-    if value_range is None:
-        return None
-    if (
-        not isinstance(value_range, (tuple, list))
-        or len(value_range) != 2
-        or not all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool)
-            for v in value_range
-        )
-        or not value_range[0] < value_range[1]
-    ):
-        raise ValueError(
-            "`value_range` must be None or a tuple `(low, high)` of two "
-            f"numbers with low < high. Received: value_range={value_range}"
-        )
-    return (float(value_range[0]), float(value_range[1]))
 
 
 def _validate_sk_ratio(sk_ratio):

@@ -205,6 +205,18 @@ class SimCLRPretrainer(keras.Model):
             outputs["probe_logits"] = self.probe(ops.stop_gradient(features))
         return outputs
 
+    def _encode_pair(self, view_a, view_b, training):
+        # Both views in one batch, so batch norm sees all 2N of them.
+        return self._encode(ops.concatenate([view_a, view_b], axis=0), training)
+
+    def _require_probe(self, received):
+        if self.probe is None:
+            raise ValueError(
+                "Labels were given but the pretrainer has no linear probe. "
+                "Pass `num_classes` to SimCLRPretrainer to train one, or fit "
+                f"on images alone. Received: {received}"
+            )
+
     def make_views(self, images):
         """Returns two random views `(view_a, view_b)` of a batch of images."""
         if self.augmentation is None:
@@ -225,7 +237,7 @@ class SimCLRPretrainer(keras.Model):
             if not training:
                 return self._encode(inputs, training=False)
             view_a, view_b = self.make_views(inputs)
-        return self._encode(ops.concatenate([view_a, view_b], axis=0), training)
+        return self._encode_pair(view_a, view_b, training)
 
     # === Objective ===
 
@@ -243,9 +255,7 @@ class SimCLRPretrainer(keras.Model):
         else:
             # evaluate() on raw images: the contrastive metrics need two views.
             view_a, view_b = self.make_views(x)
-            pair_outputs = self._encode(
-                ops.concatenate([view_a, view_b], axis=0), training=False
-            )
+            pair_outputs = self._encode_pair(view_a, view_b, training=False)
         z_a, z_b = ops.split(pair_outputs["projection"], 2, axis=0)
         loss, accuracy, entropy = contrastive_metrics(z_a, z_b, self.temperature)
         self.contrastive_loss_tracker.update_state(loss)
@@ -254,13 +264,7 @@ class SimCLRPretrainer(keras.Model):
         total = loss
 
         if y is not None:
-            if self.probe is None:
-                raise ValueError(
-                    "Labels were given but the pretrainer has no linear probe. "
-                    "Pass `num_classes` to SimCLRPretrainer to train one, or "
-                    "fit on images alone. Received: y of shape "
-                    f"{tuple(y.shape)}"
-                )
+            self._require_probe(f"y of shape {tuple(y.shape)}")
             labels = ops.reshape(ops.cast(y, "int32"), (-1,))
             logits = ops.cast(y_pred["probe_logits"], "float32")
             if isinstance(x, dict) or training:
@@ -379,12 +383,7 @@ class SimCLRPretrainer(keras.Model):
             self._check_labels(_as_numpy(y, y_name), num_images, y_name)
 
     def _check_labels(self, labels, num_images, name):
-        if self.probe is None:
-            raise ValueError(
-                "Labels were given but the pretrainer has no linear probe. "
-                "Pass `num_classes` to SimCLRPretrainer, or fit on images "
-                f"alone. Received: {name} of shape {labels.shape}"
-            )
+        self._require_probe(f"{name} of shape {labels.shape}")
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
         if labels.ndim != 1:
@@ -427,12 +426,8 @@ class SimCLRPretrainer(keras.Model):
                     f"Received: dtype={item.dtype.name}"
                 )
             self._check_image_shape(item.shape, f"{item_name} (element_spec)")
-        if y_spec is not None and self.probe is None:
-            raise ValueError(
-                "The dataset yields labels but the pretrainer has no linear "
-                "probe. Pass `num_classes` to SimCLRPretrainer, or map the "
-                f"dataset to images alone. Received: element_spec={spec}"
-            )
+        if y_spec is not None:
+            self._require_probe(f"{name} yielding labels, element_spec={spec}")
         # One batch shows the batch size and the label range.
         for element in dataset.take(1):
             x_batch = element[0] if isinstance(element, tuple) else element
