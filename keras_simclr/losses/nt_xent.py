@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_simclr import distribute
+
 # Added to a logit to remove it from a softmax. Finite, so that 0 * mask stays
 # 0 (an -inf would give NaN there); in float32, exp(-1e9 + x) is exactly 0.
 _MASK_VALUE = 1e9
@@ -21,12 +23,16 @@ def _validate_temperature(temperature):
     return float(temperature)
 
 
-def _pair_logits(z_a, z_b, temperature):
-    """Scaled cosine similarities of the 2N views, self-similarity removed.
+def _pair_logits(z_a, z_b, temperature, cross_replica=False):
+    """Scaled cosine similarities of each view to every view, self removed.
 
-    Returns `(logits, positives)`: `logits` is `(2N, 2N)`, the row of view `i`
-    holding its similarity to every view, its own set to -1e9; `positives` is
-    `(2N,)`, the index of each view's other view (`i + N` for `i < N`).
+    Returns `(logits, positives)`. Without cross-replica gathering, `logits`
+    is `(2N, 2N)`: the row of view `i` holds its similarity to every view of
+    the batch, its own set to -1e9; `positives` is `(2N,)`, the index of each
+    view's other view (`i + N` for `i < N`). With `cross_replica=True` under
+    a `tf.distribute` strategy of `R` replicas of `N` images each, the rows
+    are this replica's `2N` views and the columns the `2RN` views of the
+    global batch (all first views, then all second views, in replica order).
     """
     z_a = ops.convert_to_tensor(z_a)
     z_b = ops.convert_to_tensor(z_b)
@@ -37,20 +43,33 @@ def _pair_logits(z_a, z_b, temperature):
         )
     # Normalising and the softmax run in float32 whatever the input dtype, so
     # float16 / bfloat16 projections and temperatures down to 0.01 are stable.
-    z = ops.concatenate(
-        [ops.cast(z_a, "float32"), ops.cast(z_b, "float32")], axis=0
-    )
-    z = ops.normalize(z, axis=-1, epsilon=1e-12)
-    num_views = ops.shape(z)[0]
-    batch_size = num_views // 2
-    logits = ops.matmul(z, ops.transpose(z)) / temperature
-    logits = logits - _MASK_VALUE * ops.eye(num_views, dtype="float32")
-    index = ops.arange(num_views, dtype="int32")
-    positives = ops.mod(index + batch_size, num_views)
+    z_a = ops.normalize(ops.cast(z_a, "float32"), axis=-1, epsilon=1e-12)
+    z_b = ops.normalize(ops.cast(z_b, "float32"), axis=-1, epsilon=1e-12)
+    anchors = ops.concatenate([z_a, z_b], axis=0)
+    local_batch = ops.shape(z_a)[0]
+    if cross_replica:
+        keys_a = distribute.cross_replica_concat(z_a)
+        keys_b = distribute.cross_replica_concat(z_b)
+        keys = ops.concatenate([keys_a, keys_b], axis=0)
+        global_batch = ops.shape(keys_a)[0]
+        offset = ops.cast(distribute.replica_id(), "int32") * local_batch
+    else:
+        keys = anchors
+        global_batch = local_batch
+        offset = 0
+    logits = ops.matmul(anchors, ops.transpose(keys)) / temperature
+    # Row i < N is view_a of local image i: itself at column offset + i, its
+    # positive (view_b) at global_batch + offset + i; rows N.. the reverse.
+    index = ops.arange(local_batch, dtype="int32") + offset
+    own = ops.concatenate([index, index + global_batch], axis=0)
+    positives = ops.concatenate([index + global_batch, index], axis=0)
+    columns = ops.arange(2 * global_batch, dtype="int32")
+    is_own = ops.cast(ops.equal(own[:, None], columns[None, :]), "float32")
+    logits = logits - _MASK_VALUE * is_own
     return logits, positives
 
 
-def nt_xent(z_a, z_b, temperature=0.1):
+def nt_xent(z_a, z_b, temperature=0.1, cross_replica=False):
     """NT-Xent loss of SimCLR (Chen et al., 2020, eq. 1), averaged over 2N views.
 
     The two views of each image are a positive pair; the other `2N - 2` views
@@ -77,6 +96,17 @@ def nt_xent(z_a, z_b, temperature=0.1):
         z_b: projections of the second views, shape `(N, D)`; row `n` of `z_a`
             and of `z_b` come from the same image.
         temperature: positive float, the softmax temperature `t`.
+        cross_replica: if True, inside a replica of a `tf.distribute`
+            strategy with several replicas, the views of this replica are
+            contrasted with the views of the whole global batch (gathered
+            with `keras_simclr.distribute.cross_replica_concat`, gradient
+            included), as the official `tpu_cross_replica_concat` does. The
+            result is then the mean over this replica's views; divide it by
+            the number of replicas (`keras_simclr.distribute.scale_loss`)
+            before taking gradients, as `SimCLRPretrainer` does. Without a
+            strategy, and on JAX and PyTorch, it changes nothing (under
+            `keras.distribution.DataParallel` the step already sees the
+            global batch).
 
     Returns:
         A float32 scalar.
@@ -93,7 +123,7 @@ def nt_xent(z_a, z_b, temperature=0.1):
         - [Chen et al., 2020](https://arxiv.org/abs/2002.05709), SimCLR.
     """
     temperature = _validate_temperature(temperature)
-    logits, positives = _pair_logits(z_a, z_b, temperature)
+    logits, positives = _pair_logits(z_a, z_b, temperature, cross_replica)
     return ops.mean(_per_view_loss(logits, positives))
 
 
@@ -102,7 +132,7 @@ def _per_view_loss(logits, positives):
     return ops.logsumexp(logits, axis=1) - positive_logits
 
 
-def contrastive_metrics(z_a, z_b, temperature=0.1):
+def contrastive_metrics(z_a, z_b, temperature=0.1, cross_replica=False):
     """Returns `(loss, accuracy, entropy)` of a batch of pairs.
 
     - `loss`: `nt_xent(z_a, z_b, temperature)`.
@@ -113,10 +143,12 @@ def contrastive_metrics(z_a, z_b, temperature=0.1):
       positive takes all the mass.
 
     All three come from one similarity matrix, so computing them together costs
-    little more than the loss. Same arguments as `nt_xent`.
+    little more than the loss. Same arguments as `nt_xent`; with
+    `cross_replica=True` the negatives (and the `2N - 1` above) are those of
+    the global batch.
     """
     temperature = _validate_temperature(temperature)
-    logits, positives = _pair_logits(z_a, z_b, temperature)
+    logits, positives = _pair_logits(z_a, z_b, temperature, cross_replica)
     loss = ops.mean(_per_view_loss(logits, positives))
     predicted = ops.cast(ops.argmax(logits, axis=1), "int32")
     accuracy = ops.mean(ops.cast(ops.equal(predicted, positives), "float32"))

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_simclr import distribute
 from keras_simclr.layers.projection_head import ProjectionHead
 from keras_simclr.losses.nt_xent import _validate_temperature
 from keras_simclr.losses.nt_xent import contrastive_metrics
@@ -64,7 +65,22 @@ class SimCLRPretrainer(keras.Model):
             paper for large batches, 0.5 in its CIFAR-10 experiments).
         num_classes: number of classes of the online linear probe; `None`
             for no probe.
+        global_bn: whether batch norm in the encoder and the head uses the
+            statistics of the global batch when training on several
+            replicas (the official `global_bn`; SimCLR's Section 3 explains
+            why: per-device statistics let the model find its positives by
+            their batch statistics). On TensorFlow strategies it is switched
+            on for the duration of `fit()` only, never saved with the model;
+            under the JAX distribution API the statistics are always global.
+            It changes nothing on one device.
         **kwargs: passed to `keras.Model` (name, dtype, ...).
+
+    Several devices: build and compile the model under a
+    `tf.distribute` strategy's `scope()` (TensorFlow backend) or after
+    `keras.distribution.set_distribution(keras.distribution.DataParallel())`
+    (JAX). Each view's negatives are then all the other views of the global
+    batch, as in the paper, and the step equals the one-device step on the
+    same global batch.
 
     Example:
 
@@ -93,6 +109,7 @@ class SimCLRPretrainer(keras.Model):
         projection_head=None,
         temperature=0.1,
         num_classes=None,
+        global_bn=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -124,6 +141,12 @@ class SimCLRPretrainer(keras.Model):
                 "`num_classes` must be an integer >= 2, or None for no probe. "
                 f"Received: num_classes={num_classes!r}"
             )
+        if not isinstance(global_bn, bool):
+            raise ValueError(
+                "`global_bn` must be True or False. "
+                f"Received: global_bn={global_bn!r}"
+            )
+        self.global_bn = global_bn
         self.encoder = encoder
         self.augmentation = augmentation
         self.projection_head = projection_head
@@ -257,7 +280,10 @@ class SimCLRPretrainer(keras.Model):
             view_a, view_b = self.make_views(x)
             pair_outputs = self._encode_pair(view_a, view_b, training=False)
         z_a, z_b = ops.split(pair_outputs["projection"], 2, axis=0)
-        loss, accuracy, entropy = contrastive_metrics(z_a, z_b, self.temperature)
+        # Each replica contrasts its views with those of the global batch.
+        loss, accuracy, entropy = contrastive_metrics(
+            z_a, z_b, self.temperature, cross_replica=True
+        )
         self.contrastive_loss_tracker.update_state(loss)
         self.contrastive_accuracy_tracker.update_state(accuracy)
         self.contrastive_entropy_tracker.update_state(entropy)
@@ -281,7 +307,12 @@ class SimCLRPretrainer(keras.Model):
 
         for extra in self.losses:
             total = total + ops.cast(ops.sum(extra), "float32")
-        return total
+        # The replicas' gradients are summed: each contributes 1/R of its loss.
+        return distribute.scale_loss(total)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        return distribute.reducible_logs(self, logs)
 
     # === Training entry points ===
 
@@ -306,12 +337,14 @@ class SimCLRPretrainer(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        distribute.check_supported()
         self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
         if not self.built:
             # Callbacks such as BackupAndRestore need the variables at once.
             input_shape = _input_shape(x)
             if input_shape is not None:
-                self.build(input_shape)
+                with distribute.model_scope(self):
+                    self.build(input_shape)
         validation_data = kwargs.get("validation_data")
         if isinstance(validation_data, (tuple, list)):
             self._validate_data(
@@ -321,7 +354,10 @@ class SimCLRPretrainer(keras.Model):
                 None,
                 prefix="validation_data",
             )
-        return super().fit(x, y, batch_size=batch_size, **kwargs)
+        with distribute.global_batch_norm(
+            self, [self.encoder, self.projection_head], enabled=self.global_bn
+        ):
+            return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
@@ -460,6 +496,7 @@ class SimCLRPretrainer(keras.Model):
                 ),
                 "temperature": self.temperature,
                 "num_classes": self.num_classes,
+                "global_bn": self.global_bn,
             }
         )
         return config
@@ -483,15 +520,19 @@ def _check_view_keys(inputs, name="x"):
 
 
 def _input_shape(x):
-    """The input shape, batch axis `None`, of arrays or a `tf.data.Dataset`."""
-    if _is_tf_dataset(x):
+    """The input shape, batch axis `None`, of arrays or of a `tf.data` or
+    `tf.distribute` dataset."""
+    if _is_tf_dataset(x) or _is_distributed_dataset(x):
         spec = x.element_spec
         x = spec[0] if isinstance(spec, tuple) else spec
     elif not (isinstance(x, dict) or _is_array_like(x)):
         return None
 
     def batchless(item):
-        return (None,) + tuple(np.shape(item) if not hasattr(item, "shape") else item.shape)[1:]
+        # A distributed dataset's spec may hold one spec per local replica.
+        item = getattr(item, "_value_specs", [item])[0]
+        shape = item.shape if hasattr(item, "shape") else np.shape(item)
+        return (None,) + tuple(shape)[1:]
 
     if isinstance(x, dict):
         return {key: batchless(value) for key, value in x.items()}
@@ -499,8 +540,21 @@ def _input_shape(x):
 
 
 def _is_tf_dataset(x):
+    """A `tf.data.Dataset`; not a `tf.distribute` distributed dataset, which
+    cannot be peeked at and is passed to Keras as it is."""
     module = type(x).__module__
-    return module.startswith("tensorflow") and hasattr(x, "element_spec")
+    return (
+        module.startswith("tensorflow")
+        and hasattr(x, "element_spec")
+        and hasattr(x, "take")
+    )
+
+
+def _is_distributed_dataset(x):
+    module = type(x).__module__
+    return module.startswith("tensorflow") and hasattr(x, "element_spec") and (
+        not hasattr(x, "take")
+    )
 
 
 def _is_array_like(x):

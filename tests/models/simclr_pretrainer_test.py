@@ -190,6 +190,7 @@ def test_config_and_keras_round_trip(tmp_path):
     revived = run_serialization_test(model)
     assert isinstance(revived.augmentation, type(model.augmentation))
     assert revived.num_classes == 4 and revived.temperature == 0.5
+    assert revived.global_bn is True
     restored = run_model_saving_test(model, images, tmp_path)
     np.testing.assert_allclose(
         ops.convert_to_numpy(restored.encoder(images, training=False)),
@@ -257,6 +258,7 @@ def test_bad_dataset_is_rejected():
         ({"num_classes": 1}, "num_classes"),
         ({"projection_head": "mlp"}, "projection_head"),
         ({"augmentation": "simclr"}, "augmentation"),
+        ({"global_bn": "yes"}, "global_bn"),
     ],
 )
 def test_bad_arguments(kwargs, match):

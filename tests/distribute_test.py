@@ -1,0 +1,223 @@
+"""Several replicas must train exactly like one device on the global batch.
+
+The multi-device runs happen in subprocesses (tests/distribute_worker.py), so
+that logical devices, XLA host devices and multi-worker clusters cannot leak
+into other tests: TensorFlow MirroredStrategy over two logical CPU devices,
+MultiWorkerMirroredStrategy over two worker processes on 127.0.0.1, and JAX
+DataParallel over two host devices. Each trains a small convnet with batch
+norm in the encoder and in the projection head for 3 SGD steps and is
+compared with one device: the loss of every step and every weight
+(batch-norm statistics included). The TensorFlow run also removes, in turn,
+the cross-replica gather, the loss scaling and the batch-norm sync, and
+checks that each removal breaks the equality.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_simclr
+from keras_simclr import distribute
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distribute_worker.py")
+BACKEND = keras.backend.backend()
+# float32 reductions split over two devices add up in another order.
+LOSS_RTOL = 1e-5
+WEIGHT_ATOL = 1e-5
+
+tensorflow_only = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="tf.distribute runs on the TensorFlow backend"
+)
+jax_only = pytest.mark.skipif(
+    BACKEND != "jax", reason="keras.distribution runs on the JAX backend"
+)
+
+
+def _run_worker(mode, out, env_extra=None, check=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
+    command = [sys.executable, WORKER, f"--mode={mode}", f"--out={out}"]
+    if not check:
+        return subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return np.load(out)
+
+
+def _weights(result, prefix):
+    names = sorted(
+        (k for k in result.files if k.startswith(f"{prefix}/weight_")),
+        key=lambda k: int(k.rsplit("_", 1)[1]),
+    )
+    return [result[name] for name in names]
+
+
+def _assert_same_training(result, prefix, reference, reference_prefix="single"):
+    np.testing.assert_allclose(
+        result[f"{prefix}/losses"], reference[f"{reference_prefix}/losses"],
+        rtol=LOSS_RTOL,
+    )
+    weights = _weights(result, prefix)
+    expected = _weights(reference, reference_prefix)
+    assert len(weights) == len(expected) > 0
+    for index, (got, want) in enumerate(zip(weights, expected)):
+        np.testing.assert_allclose(
+            got, want, atol=WEIGHT_ATOL, err_msg=f"weight {index}"
+        )
+
+
+def _largest_weight_difference(result, prefix):
+    return max(
+        float(np.max(np.abs(got - want)))
+        for got, want in zip(_weights(result, prefix), _weights(result, "single"))
+    )
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mirrored") / "result.npz"
+    return _run_worker("mirrored", out, {"KERAS_BACKEND": "tensorflow"})
+
+
+@tensorflow_only
+def test_mirrored_two_replicas_equal_one_device(mirrored):
+    _assert_same_training(mirrored, "distributed", mirrored)
+
+
+@tensorflow_only
+@pytest.mark.parametrize("ablation", ["no_gather", "no_scale", "no_sync_bn"])
+def test_mirrored_equality_needs_gather_scaling_and_bn_sync(mirrored, ablation):
+    # Without any one of the three, the weights after 3 steps are far off:
+    # the equality above is not an accident of a too-small learning rate.
+    assert _largest_weight_difference(mirrored, "distributed") < WEIGHT_ATOL
+    assert _largest_weight_difference(mirrored, ablation) > 1e-2
+
+
+@tensorflow_only
+def test_global_batch_norm_is_not_left_in_the_layers(mirrored):
+    # `synchronized=True` is TensorFlow-only: a saved config holding it
+    # would not load on JAX or PyTorch.
+    flags = mirrored["synchronized_after_fit"]
+    assert flags.size > 0 and not flags.any()
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@tensorflow_only
+def test_multi_worker_two_processes_equal_one_device(mirrored, tmp_path):
+    ports = [_free_port(), _free_port()]
+    workers = []
+    for index in range(2):
+        tf_config = {
+            "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+        workers.append(
+            _run_worker(
+                "multi_worker",
+                tmp_path / f"worker_{index}.npz",
+                {"KERAS_BACKEND": "tensorflow", "TF_CONFIG": json.dumps(tf_config)},
+                check=False,
+            )
+        )
+    for worker in workers:
+        try:
+            output, _ = worker.communicate(timeout=300)
+        finally:
+            worker.kill()
+        assert worker.returncode == 0, output[-4000:]
+    for index in range(2):
+        result = np.load(tmp_path / f"worker_{index}.npz")
+        _assert_same_training(result, "distributed", mirrored)
+
+
+@jax_only
+def test_jax_data_parallel_two_devices_equal_one_device(tmp_path):
+    result = _run_worker(
+        "data_parallel",
+        tmp_path / "result.npz",
+        {
+            "KERAS_BACKEND": "jax",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        },
+    )
+    assert np.all(result["devices_per_variable"] == 2)
+    _assert_same_training(result, "distributed", result)
+    assert "global_bn=False" in str(result["global_bn_false_error"])
+
+
+# === One device: the helpers change nothing ===
+
+
+def test_helpers_are_identities_on_one_device():
+    x = keras.random.normal((4, 3))
+    assert distribute.num_replicas_in_sync() == 1
+    assert distribute.num_data_parallel_devices() == 1
+    assert distribute.replica_id() == 0
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(distribute.cross_replica_concat(x)),
+        ops.convert_to_numpy(x),
+    )
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(distribute.scale_loss(ops.sum(x))),
+        ops.convert_to_numpy(ops.sum(x)),
+    )
+
+
+def test_cross_replica_loss_equals_local_loss_on_one_device():
+    z_a = keras.random.normal((6, 16), seed=1)
+    z_b = keras.random.normal((6, 16), seed=2)
+    local = keras_simclr.losses.contrastive_metrics(z_a, z_b, 0.2)
+    gathered = keras_simclr.losses.contrastive_metrics(
+        z_a, z_b, 0.2, cross_replica=True
+    )
+    for a, b in zip(local, gathered):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(a), ops.convert_to_numpy(b), rtol=1e-6
+        )
+
+
+def test_global_batch_norm_changes_nothing_on_one_device():
+    head = keras_simclr.layers.ProjectionHead(hidden_dim=8, output_dim=4)
+    head.build((None, 8))
+    with distribute.global_batch_norm(None, [head], enabled=True):
+        flags = [
+            layer.synchronized
+            for layer in head._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+    assert flags and not any(flags)
+    assert head.get_config() == keras_simclr.layers.ProjectionHead(
+        hidden_dim=8, output_dim=4
+    ).get_config() | {"name": head.name}
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the torch multi-process check")
+def test_torch_multi_process_training_is_refused(monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    pretrainer = keras_simclr.models.SimCLRPretrainer(
+        encoder=keras.Sequential(
+            [keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()]
+        )
+    )
+    pretrainer.compile(optimizer="sgd")
+    with pytest.raises(RuntimeError, match="process group of 2 processes"):
+        pretrainer.fit(np.zeros((4, 8, 8, 3), "float32"), batch_size=4)

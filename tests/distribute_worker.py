@@ -1,0 +1,268 @@
+"""Trains a tiny SimCLRPretrainer for a few steps, alone or on several devices.
+
+Run by tests/distribute_test.py in a subprocess, so that the device setup
+(logical CPU devices, XLA host devices, a multi-worker cluster) cannot leak
+into other tests. Writes, for each run, the contrastive loss after every step
+and every weight (batch-norm statistics included) to an `.npz` file.
+
+    python distribute_worker.py --mode=mirrored --out=result.npz
+    python distribute_worker.py --mode=data_parallel --out=result.npz
+    python distribute_worker.py --mode=multi_worker --out=result.npz
+
+`mirrored` (TensorFlow, two logical CPU devices) and `data_parallel` (JAX, two
+host devices; set XLA_FLAGS before starting) also run the one-device
+reference in the same process. `mirrored` adds ablations: the same step with
+the cross-replica gather, the loss scaling or the batch-norm sync removed,
+which must *not* match the reference. `multi_worker` is one worker of a
+MultiWorkerMirroredStrategy cluster described by TF_CONFIG.
+"""
+
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+GLOBAL_BATCH = 8
+STEPS = 3
+LEARNING_RATE = 0.01
+
+
+def make_data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(GLOBAL_BATCH * STEPS, 8, 8, 3)).astype("float32")
+
+
+def fixed_views():
+    """A deterministic stand-in for the random augmentation: the first call
+    of a step gives the images, the second their mirror image at half
+    contrast. Random views would differ between one device and several (each
+    replica draws its own), and a dict of views cannot be fed to
+    MultiWorkerMirroredStrategy (Keras 3.15 reduces the first distributed
+    batch with `strategy.reduce`, which fails on a dict there)."""
+    import keras
+
+    class FixedViews(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def call(self, images):
+            # Counted while the step is traced: view_a, then view_b.
+            self.calls += 1
+            if self.calls % 2:
+                return images
+            return 0.5 * keras.ops.flip(images, axis=2)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return FixedViews()
+
+
+def make_pretrainer(global_bn=True):
+    import keras
+
+    import keras_simclr
+
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+        ],
+        name="encoder",
+    )
+    pretrainer = keras_simclr.models.SimCLRPretrainer(
+        encoder=encoder,
+        augmentation=fixed_views(),
+        projection_head=keras_simclr.layers.ProjectionHead(
+            hidden_dim=16, output_dim=8, num_layers=2
+        ),
+        temperature=0.5,
+        global_bn=global_bn,
+    )
+    pretrainer.compile(
+        optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9)
+    )
+    return pretrainer
+
+
+def step_loss_callback():
+    """A callback that collects each step's loss from Keras's running means."""
+    import keras
+
+    class StepLosses(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.running = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.running.append(float(logs["contrastive_loss"]))
+
+        def losses(self):
+            # Step k's loss from the running means after steps k and k - 1.
+            return [
+                mean * (k + 1) - (self.running[k - 1] * k if k else 0.0)
+                for k, mean in enumerate(self.running)
+            ]
+
+    return StepLosses()
+
+
+def train(pretrainer, data):
+    import numpy as np
+
+    callback = step_loss_callback()
+    pretrainer.fit(
+        data,
+        batch_size=GLOBAL_BATCH,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[callback],
+    )
+    return np.array(callback.losses()), [
+        np.asarray(w) for w in pretrainer.get_weights()
+    ]
+
+
+def result_arrays(prefix, losses, weights):
+    arrays = {f"{prefix}/losses": losses}
+    for index, weight in enumerate(weights):
+        arrays[f"{prefix}/weight_{index}"] = weight
+    return arrays
+
+
+def run_mirrored(out):
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    import numpy as np
+
+    from keras_simclr import distribute
+
+    data = make_data()
+    arrays = {}
+    arrays.update(result_arrays("single", *train(make_pretrainer(), data)))
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+
+    def distributed(prefix, global_bn=True):
+        with strategy.scope():
+            pretrainer = make_pretrainer(global_bn=global_bn)
+        arrays.update(result_arrays(prefix, *train(pretrainer, data)))
+        return pretrainer
+
+    pretrainer = distributed("distributed")
+    # Global batch norm is for training only: never saved in the config.
+    layers = [
+        layer
+        for layer in pretrainer.encoder.layers + [pretrainer.projection_head]
+        if "batch_normalization" in layer.name
+    ]
+    arrays["synchronized_after_fit"] = np.array(
+        [layer.synchronized for layer in layers], dtype=bool
+    )
+
+    originals = (
+        distribute.cross_replica_concat,
+        distribute.replica_id,
+        distribute.scale_loss,
+    )
+    distribute.cross_replica_concat = lambda tensor: tensor
+    distribute.replica_id = lambda: 0
+    distributed("no_gather")
+    distribute.cross_replica_concat, distribute.replica_id, _ = originals
+
+    distribute.scale_loss = lambda loss: loss
+    distributed("no_scale")
+    distribute.scale_loss = originals[2]
+
+    distributed("no_sync_bn", global_bn=False)
+    np.savez(out, **arrays)
+
+
+def run_data_parallel(out):
+    import jax
+    import keras
+    import numpy as np
+
+    assert len(jax.devices()) == 2, jax.devices()
+    data = make_data()
+    arrays = {}
+    arrays.update(result_arrays("single", *train(make_pretrainer(), data)))
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    pretrainer = make_pretrainer()
+    arrays.update(result_arrays("distributed", *train(pretrainer, data)))
+    # The variables really live on both devices.
+    arrays["devices_per_variable"] = np.array(
+        [len(v.value.sharding.device_set) for v in pretrainer.weights]
+    )
+    # Per-device batch norm cannot be had here, and is refused.
+    try:
+        train(make_pretrainer(global_bn=False), data)
+        arrays["global_bn_false_error"] = np.array("")
+    except ValueError as error:
+        arrays["global_bn_false_error"] = np.array(str(error))
+    np.savez(out, **arrays)
+
+
+def run_multi_worker(out):
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    import numpy as np
+
+    assert strategy.num_replicas_in_sync == 2
+    data = make_data()
+
+    def dataset_fn(context):
+        local = context.get_per_replica_batch_size(GLOBAL_BATCH)
+        start = context.input_pipeline_id * local
+        dataset = tf.data.Dataset.from_tensor_slices(data).batch(GLOBAL_BATCH)
+        # This worker's slice of every global batch, as MirroredStrategy
+        # would split it.
+        return dataset.map(lambda images: images[start : start + local])
+
+    with strategy.scope():
+        pretrainer = make_pretrainer()
+    callback = step_loss_callback()
+    pretrainer.fit(
+        strategy.distribute_datasets_from_function(dataset_fn),
+        epochs=1,
+        steps_per_epoch=STEPS,
+        verbose=0,
+        callbacks=[callback],
+    )
+    weights = [np.asarray(w) for w in pretrainer.get_weights()]
+    np.savez(out, **result_arrays("distributed", np.array(callback.losses()), weights))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--mode", choices=["mirrored", "data_parallel", "multi_worker"]
+    )
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    {
+        "mirrored": run_mirrored,
+        "data_parallel": run_data_parallel,
+        "multi_worker": run_multi_worker,
+    }[args.mode](args.out)
+
+
+if __name__ == "__main__":
+    main()
