@@ -21,6 +21,15 @@ The script writes to `--model_dir`:
                        again to resume it where it stopped
 
 Runs on every Keras backend: set KERAS_BACKEND=tensorflow, jax or torch.
+
+Several devices: --strategy=mirrored (TensorFlow: the local GPUs),
+multi_worker (TensorFlow, one process per host, cluster in TF_CONFIG), tpu, or
+data_parallel (JAX). --batch_size is the global batch; every view's negatives
+are all the other views of it, and batch norm uses its statistics. To try it on
+a CPU, split it into logical devices:
+
+    KERAS_BACKEND=tensorflow python examples/pretrain.py --strategy=mirrored \
+        --cpu_devices=2 --model_dir=runs/digits_mirrored
 """
 
 import json
@@ -54,20 +63,69 @@ flags.DEFINE_integer("projection_dim", 128, "Output width of the projection head
 flags.DEFINE_integer("projection_layers", 2, "Dense layers in the projection head (v1: 2, v2: 3).")
 flags.DEFINE_integer("batch_size", 128, "Images per step (each gives two views).")
 flags.DEFINE_integer("epochs", 10, "Passes over the training images.")
-flags.DEFINE_enum("optimizer", "sgd", ["sgd", "adam"], "Optimizer.")
+flags.DEFINE_enum(
+    "optimizer", "lars", ["lars", "sgd", "adam"],
+    "lars: LARS with momentum, batch norm and biases excluded from weight decay "
+    "and adaptation (the paper's). sgd: SGD with momentum. adam: AdamW.",
+)
 flags.DEFINE_float(
     "learning_rate", 0.3,
-    "Peak learning rate per 256 images (scaled linearly with --batch_size), "
-    "reached after a linear warm-up of one epoch and followed by cosine decay.",
+    "Base learning rate, scaled by --learning_rate_scaling: the peak rate, "
+    "reached after --warmup_epochs of linear warm-up and followed by cosine decay to 0.",
 )
-flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
-flags.DEFINE_float("weight_decay", 5e-4, "Decoupled weight decay (per step, times the learning rate).")
+flags.DEFINE_enum(
+    "learning_rate_scaling", "linear", ["linear", "sqrt"],
+    "linear: peak = learning_rate * batch_size / 256; sqrt: peak = learning_rate * "
+    "sqrt(batch_size) (the paper suggests 0.075 with sqrt for small batches).",
+)
+flags.DEFINE_float(
+    "warmup_epochs", None,
+    "Epochs of linear learning-rate warm-up. Default: a tenth of --epochs (the "
+    "paper: 10 of 100).",
+    lower_bound=0.0,
+)
+flags.DEFINE_float("momentum", 0.9, "Momentum of LARS and SGD.")
+flags.DEFINE_float(
+    "weight_decay", 1e-6,
+    "Weight decay (the paper: 1e-6): added to the gradient for lars, decoupled "
+    "(times the learning rate) for sgd and adam.",
+    lower_bound=0.0,
+)
+flags.DEFINE_enum(
+    "strategy", "one_device",
+    ["one_device", "mirrored", "multi_worker", "tpu", "data_parallel"],
+    "How to spread the batch over devices. mirrored: tf.distribute.MirroredStrategy "
+    "over the local GPUs (or --cpu_devices); multi_worker: "
+    "tf.distribute.MultiWorkerMirroredStrategy, hosts given by TF_CONFIG; tpu: "
+    "tf.distribute.TPUStrategy (--tpu); these three need KERAS_BACKEND=tensorflow. "
+    "data_parallel: keras.distribution.DataParallel over all devices, KERAS_BACKEND=jax. "
+    "--batch_size is the global batch.",
+)
+flags.DEFINE_integer(
+    "cpu_devices", 0,
+    "Split the CPU into this many logical devices, to try --strategy=mirrored or "
+    "data_parallel on a machine without accelerators (0: leave the CPU as it is).",
+    lower_bound=0,
+)
+flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu ('' for a local TPU VM).")
+flags.DEFINE_boolean(
+    "global_bn", True,
+    "Batch-norm statistics over the global batch when several replicas train "
+    "(the paper's); --noglobal_bn keeps them per replica (TensorFlow strategies only).",
+)
 flags.DEFINE_float("temperature", 0.5, "NT-Xent temperature (the paper's CIFAR-10 value: 0.5).")
 flags.DEFINE_float("color_jitter_strength", 0.5, "Colour distortion strength s (CIFAR: 0.5, ImageNet: 1.0).")
 flags.DEFINE_float("crop_min_scale", 0.08, "Smallest crop area, as a fraction of the image.")
 flags.DEFINE_float("blur_probability", 0.0, "Probability of Gaussian blur per view (ImageNet: 0.5).")
 flags.DEFINE_boolean("mixed_precision", False, "Compute in bfloat16 (mixed_bfloat16 policy), loss in float32.")
 flags.DEFINE_string("model_dir", "runs/pretrain", "Where checkpoints, flags and results are written.")
+flags.DEFINE_integer(
+    "checkpoint_steps", 50,
+    "Back up the training state (weights, optimizer, step) to --model_dir/backup "
+    "every this many steps. A killed run resumes from its last backup when rerun "
+    "with the same --model_dir, and still takes steps_per_epoch * epochs steps in all.",
+    lower_bound=1,
+)
 flags.DEFINE_integer("seed", 0, "Random seed of initialisation, augmentation and data order.")
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
 
@@ -116,13 +174,98 @@ def load_dataset(name, data_dir, image_size, max_images, seed):
     return train_images, train_labels, images[:num_test], labels[:num_test]
 
 
-def linear_probe_accuracy(encoder, train_images, train_labels, test_images, test_labels):
+def make_strategy(name, cpu_devices, tpu):
+    """Sets up --strategy before any model exists; returns a tf.distribute
+    strategy, or None when Keras's default placement (or the JAX
+    distribution set here) applies."""
+    import keras
+
+    backend = keras.backend.backend()
+    tensorflow_strategies = ("mirrored", "multi_worker", "tpu")
+    if name in tensorflow_strategies and backend != "tensorflow":
+        raise app.UsageError(
+            f"--strategy={name} is a tf.distribute strategy: run with "
+            f"KERAS_BACKEND=tensorflow (received backend {backend}), or use "
+            "--strategy=data_parallel with KERAS_BACKEND=jax."
+        )
+    if name == "data_parallel" and backend != "jax":
+        raise app.UsageError(
+            "--strategy=data_parallel uses the JAX distribution API: run with "
+            f"KERAS_BACKEND=jax (received backend {backend}). On TensorFlow use "
+            "--strategy=mirrored. The PyTorch backend trains on one device only."
+        )
+    if backend == "tensorflow" and cpu_devices:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices
+        )
+    if name == "one_device":
+        return None
+    if name == "data_parallel":
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        return None
+    import tensorflow as tf
+
+    if name == "mirrored":
+        devices = None
+        if not tf.config.list_logical_devices("GPU"):
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def make_optimizer(name, schedule, momentum, weight_decay):
+    import keras
+
+    import keras_simclr
+
+    if name == "lars":
+        return keras_simclr.optimizers.LARS(
+            schedule,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            # As the official code leaves its supervised head alone, the
+            # online probe gets plain momentum SGD.
+            exclude_from_weight_decay=(
+                *keras_simclr.optimizers.DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
+                r"(?:^|/)linear_probe/",
+            ),
+        )
+    if name == "sgd":
+        return keras.optimizers.SGD(
+            schedule, momentum=momentum, weight_decay=weight_decay
+        )
+    return keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+
+
+def encode(encoder, images, num_devices):
+    """Features of `images`; batches split evenly over `num_devices` (a JAX
+    data-parallel batch must), by repeating the last image as padding."""
+    import numpy as np
+
+    padding = -len(images) % num_devices
+    padded = np.concatenate([images, images[-1:].repeat(padding, axis=0)])
+    batch_size = 256 - 256 % num_devices
+    features = encoder.predict(padded, batch_size=batch_size, verbose=0)
+    return features[: len(images)].astype("float64")
+
+
+def linear_probe_accuracy(
+    encoder, train_images, train_labels, test_images, test_labels, num_devices=1
+):
     """Top-1 of a logistic regression on frozen, standardised encoder features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    train = encoder.predict(train_images, batch_size=256, verbose=0).astype("float64")
-    test = encoder.predict(test_images, batch_size=256, verbose=0).astype("float64")
+    train = encode(encoder, train_images, num_devices)
+    test = encode(encoder, test_images, num_devices)
     scaler = StandardScaler().fit(train)
     classifier = LogisticRegression(max_iter=2000, C=1.0)
     classifier.fit(scaler.transform(train), train_labels)
@@ -131,11 +274,24 @@ def linear_probe_accuracy(encoder, train_images, train_labels, test_images, test
 
 def main(argv):
     del argv
+    if FLAGS.cpu_devices:
+        # Read by JAX when it is imported (with Keras, below).
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "")
+            + f" --xla_force_host_platform_device_count={FLAGS.cpu_devices}"
+        )
+    import contextlib
+
     import keras
     import numpy as np
 
     import keras_simclr
 
+    # Devices are set up before anything else touches them.
+    strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.tpu)
+    num_devices = keras_simclr.distribute.num_data_parallel_devices()
+    if strategy is not None:
+        num_devices = strategy.num_replicas_in_sync
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
@@ -152,6 +308,12 @@ def main(argv):
     )
     num_classes = int(max(train_labels.max(), test_labels.max()) + 1)
     batch_size = min(FLAGS.batch_size, len(train_images))
+    if batch_size % num_devices:
+        raise app.UsageError(
+            f"--batch_size is the global batch and must split evenly over the "
+            f"{num_devices} devices of --strategy={FLAGS.strategy}. Received: "
+            f"--batch_size={batch_size}"
+        )
     # Drop the last partial batch: NT-Xent compares images within a batch.
     steps_per_epoch = len(train_images) // batch_size
     usable = steps_per_epoch * batch_size
@@ -159,8 +321,19 @@ def main(argv):
         f"dataset={FLAGS.dataset}: {len(train_images)} training images "
         f"({usable} used per epoch), {len(test_images)} test images, "
         f"{image_size}x{image_size}, {num_classes} classes; "
-        f"backend={keras.backend.backend()}"
+        f"backend={keras.backend.backend()}, strategy={FLAGS.strategy} over "
+        f"{num_devices} device(s)"
     )
+    total_steps = steps_per_epoch * FLAGS.epochs
+    warmup_epochs = (
+        FLAGS.epochs / 10 if FLAGS.warmup_epochs is None else FLAGS.warmup_epochs
+    )
+    warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+    if warmup_steps > total_steps:
+        raise app.UsageError(
+            f"--warmup_epochs must not exceed --epochs={FLAGS.epochs}. "
+            f"Received: --warmup_epochs={FLAGS.warmup_epochs}"
+        )
 
     def make_encoder():
         return keras_simclr.models.ResNet(
@@ -170,42 +343,46 @@ def main(argv):
             input_shape=(image_size, image_size, 3),
         )
 
-    random_encoder = make_encoder()
-    encoder = make_encoder()
-    encoder.set_weights(random_encoder.get_weights())
-    augmentation = keras_simclr.layers.SimCLRAugmentation(
-        image_size,
-        preset="cifar",
-        color_jitter_strength=FLAGS.color_jitter_strength,
-        blur_probability=FLAGS.blur_probability,
-        crop_scale=(FLAGS.crop_min_scale, 1.0),
-        seed=FLAGS.seed,
-    )
-    pretrainer = keras_simclr.models.SimCLRPretrainer(
-        encoder=encoder,
-        augmentation=augmentation,
-        projection_head=keras_simclr.layers.ProjectionHead(
-            output_dim=FLAGS.projection_dim, num_layers=FLAGS.projection_layers
-        ),
-        temperature=FLAGS.temperature,
-        num_classes=num_classes,
-    )
-    total_steps = steps_per_epoch * FLAGS.epochs
-    peak = FLAGS.learning_rate * batch_size / 256
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        decay_steps=max(total_steps - steps_per_epoch, 1),
-        warmup_target=peak,
-        warmup_steps=min(steps_per_epoch, total_steps),
-    )
-    if FLAGS.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(
-            schedule, momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    # Variables, models and optimizer are made under the strategy.
+    with scope:
+        random_encoder = make_encoder()
+        encoder = make_encoder()
+        encoder.set_weights(random_encoder.get_weights())
+        augmentation = keras_simclr.layers.SimCLRAugmentation(
+            image_size,
+            preset="cifar",
+            color_jitter_strength=FLAGS.color_jitter_strength,
+            blur_probability=FLAGS.blur_probability,
+            crop_scale=(FLAGS.crop_min_scale, 1.0),
+            seed=FLAGS.seed,
         )
-    else:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=FLAGS.weight_decay)
-    pretrainer.compile(optimizer=optimizer)
+        pretrainer = keras_simclr.models.SimCLRPretrainer(
+            encoder=encoder,
+            augmentation=augmentation,
+            projection_head=keras_simclr.layers.ProjectionHead(
+                output_dim=FLAGS.projection_dim, num_layers=FLAGS.projection_layers
+            ),
+            temperature=FLAGS.temperature,
+            num_classes=num_classes,
+            global_bn=FLAGS.global_bn,
+        )
+        peak = keras_simclr.optimizers.scale_learning_rate(
+            FLAGS.learning_rate, batch_size, FLAGS.learning_rate_scaling
+        )
+        schedule = keras_simclr.optimizers.WarmupCosineDecay(
+            peak, total_steps=total_steps, warmup_steps=warmup_steps
+        )
+        optimizer = make_optimizer(
+            FLAGS.optimizer, schedule, FLAGS.momentum, FLAGS.weight_decay
+        )
+        pretrainer.compile(optimizer=optimizer)
 
+    # A backup taken mid-epoch restores weights and optimizer (with its step
+    # count), but Keras reruns the interrupted epoch from its first batch:
+    # StopAtStep ends the resumed run at the planned number of steps. Two
+    # backups are kept because a kill during a write leaves the newest unreadable.
+    stop_at_step = keras_simclr.callbacks.StopAtStep(total_steps)
     start = time.time()
     fit_result = pretrainer.fit(
         train_images[:usable],
@@ -214,7 +391,12 @@ def main(argv):
         epochs=FLAGS.epochs,
         verbose=FLAGS.verbose,
         callbacks=[
-            keras.callbacks.BackupAndRestore(os.path.join(FLAGS.model_dir, "backup")),
+            keras.callbacks.BackupAndRestore(
+                os.path.join(FLAGS.model_dir, "backup"),
+                save_freq=FLAGS.checkpoint_steps,
+                double_checkpoint=True,
+            ),
+            stop_at_step,
         ],
     )
     history = fit_result.history
@@ -223,18 +405,26 @@ def main(argv):
     pretrainer.save(os.path.join(FLAGS.model_dir, "pretrainer.keras"))
     encoder.save(os.path.join(FLAGS.model_dir, "encoder.keras"))
     pretrained = linear_probe_accuracy(
-        encoder, train_images, train_labels, test_images, test_labels
+        encoder, train_images, train_labels, test_images, test_labels,
+        num_devices,
     )
     random = linear_probe_accuracy(
-        random_encoder, train_images, train_labels, test_images, test_labels
+        random_encoder, train_images, train_labels, test_images, test_labels,
+        num_devices,
     )
     results = {
         "backend": keras.backend.backend(),
+        "strategy": FLAGS.strategy,
+        "devices": int(num_devices),
         "dataset": FLAGS.dataset,
         "train_images": int(len(train_images)),
         "test_images": int(len(test_images)),
         "epochs": FLAGS.epochs,
         "steps": int(total_steps),
+        # Steps taken in all, restored ones included; equals "steps".
+        "optimizer_steps": int(keras.ops.convert_to_numpy(optimizer.iterations)),
+        # Step count restored from the backup (0 for a fresh run).
+        "resumed_from_step": stop_at_step.initial_step,
         # After a resume, only the epochs this invocation ran (1-based).
         "epochs_run": [epoch + 1 for epoch in fit_result.epoch],
         "pretraining_seconds": round(wall_time, 1),
@@ -257,9 +447,10 @@ def main(argv):
 _OWN_FLAGS = [
     "dataset", "data_dir", "image_size", "max_images", "resnet_depth",
     "width_multiplier", "cifar_stem", "projection_dim", "projection_layers",
-    "batch_size", "epochs", "optimizer", "learning_rate", "momentum",
-    "weight_decay", "temperature", "color_jitter_strength", "crop_min_scale",
-    "blur_probability", "mixed_precision", "model_dir", "seed",
+    "batch_size", "epochs", "optimizer", "learning_rate",
+    "learning_rate_scaling", "warmup_epochs", "momentum", "weight_decay",
+    "strategy", "cpu_devices", "tpu", "global_bn", "temperature", "color_jitter_strength", "crop_min_scale",
+    "blur_probability", "mixed_precision", "model_dir", "checkpoint_steps", "seed",
 ]
 
 if __name__ == "__main__":

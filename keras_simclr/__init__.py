@@ -3,7 +3,10 @@
 Runs unchanged on the TensorFlow, JAX and PyTorch backends.
 """
 
+from keras_simclr import callbacks
+from keras_simclr import distribute
 from keras_simclr import layers
 from keras_simclr import losses
 from keras_simclr import models
+from keras_simclr import optimizers
 from keras_simclr.version import __version__

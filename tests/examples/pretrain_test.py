@@ -7,6 +7,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 import keras_simclr  # noqa: F401  (registers its classes for load_model)
 
@@ -56,3 +57,40 @@ def test_pretrain_script_rejects_bad_flags(tmp_path):
     result = run_script(tmp_path, "--temperature=0")
     assert result.returncode != 0
     assert "temperature" in result.stderr
+
+
+BACKEND = keras.backend.backend()
+MULTI_DEVICE = {"tensorflow": "mirrored", "jax": "data_parallel"}
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="the PyTorch backend has one device")
+def test_pretrain_script_on_two_cpu_devices(tmp_path):
+    strategy = MULTI_DEVICE[BACKEND]
+    result = run_script(tmp_path, f"--strategy={strategy}", "--cpu_devices=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["strategy"] == strategy and results["devices"] == 2
+    assert results["optimizer_steps"] == results["steps"] == 2
+    assert np.isfinite(results["final_contrastive_loss"])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--warmup_epochs=2"], "--warmup_epochs must not exceed --epochs=1"),
+        (["--optimizer=rmsprop"], "--optimizer"),
+        (["--learning_rate_scaling=cubic"], "--learning_rate_scaling"),
+    ],
+)
+def test_pretrain_script_rejects_bad_training_flags(tmp_path, flags, message):
+    result = run_script(tmp_path, *flags)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_pretrain_script_rejects_a_strategy_of_another_backend(tmp_path):
+    strategy = "data_parallel" if BACKEND != "jax" else "mirrored"
+    result = run_script(tmp_path, f"--strategy={strategy}")
+    assert result.returncode != 0
+    assert f"--strategy={strategy}" in result.stderr
+    assert "KERAS_BACKEND" in result.stderr

@@ -1,0 +1,3 @@
+"""Keras callbacks for SimCLR training runs."""
+
+from keras_simclr.callbacks.stop_at_step import StopAtStep
