@@ -1,5 +1,23 @@
-"""Self-supervised objectives, each a function and a `keras.losses.Loss`."""
+"""Self-supervised objectives, each as a function and a `keras.losses.Loss`."""
 
+from keras_simclr.losses.barlow_twins import BarlowTwins
+from keras_simclr.losses.barlow_twins import barlow_twins
+from keras_simclr.losses.byol import BYOL
+from keras_simclr.losses.byol import byol
+from keras_simclr.losses.byol import cosine_momentum
+from keras_simclr.losses.moco import MoCoInfoNCE
+from keras_simclr.losses.moco import moco_infonce
+from keras_simclr.losses.moco import update_queue
 from keras_simclr.losses.nt_xent import NTXent
 from keras_simclr.losses.nt_xent import contrastive_metrics
 from keras_simclr.losses.nt_xent import nt_xent
+from keras_simclr.losses.simsiam import SimSiam
+from keras_simclr.losses.simsiam import simsiam
+from keras_simclr.losses.supervised_contrastive import SupervisedContrastive
+from keras_simclr.losses.supervised_contrastive import supervised_contrastive
+from keras_simclr.losses.unigrad import UniGrad
+from keras_simclr.losses.unigrad import unigrad
+from keras_simclr.losses.unigrad import unigrad_correlation
+from keras_simclr.losses.unigrad import update_correlation
+from keras_simclr.losses.vicreg import VICReg
+from keras_simclr.losses.vicreg import vicreg

@@ -1,0 +1,217 @@
+"""InfoNCE of MoCo v2 against a queue of negatives, and the queue's update."""
+
+import keras
+from keras import ops
+
+from keras_simclr.losses.nt_xent import _validate_temperature
+
+_KEYS = ("query", "key", "queue")
+
+
+def _matrix(name, x):
+    x = ops.convert_to_tensor(x)
+    if len(x.shape) != 2:
+        raise ValueError(
+            f"`{name}` must be a 2D tensor. "
+            f"Received: {name}.shape={tuple(x.shape)}"
+        )
+    return x
+
+
+def moco_infonce(q, k, queue, temperature=0.2):
+    """InfoNCE loss of MoCo v2 (He et al., 2020, eq. 1; Chen et al., 2020).
+
+    Each query `q_n` of the online encoder has one positive, the key `k_n` of
+    the momentum encoder for another view of the same image, and `K`
+    negatives, the keys of earlier batches held in `queue`. With `q_n` and
+    `k_n` L2-normalised:
+
+        logits_n = [q_n . k_n, q_n . queue_1, ..., q_n . queue_K] / t
+        l(n) = -log softmax(logits_n)[0]
+
+    and the loss is the mean of `l(n)` over the `N` queries, as the official
+    code (facebookresearch/moco, `nn.CrossEntropyLoss` with the positive at
+    index 0) computes it.
+
+    `k` and `queue` receive no gradient: `k` comes from the momentum encoder
+    and `stop_gradient` is applied to it here, as the official code computes
+    it under `torch.no_grad()`; `queue` is used as given, neither normalised
+    again nor differentiated (fill it with `update_queue`, which stores
+    normalised keys). The computation runs in float32 whatever the input
+    dtype.
+
+    This is the one-directional loss of MoCo v2. Symmetrised variants, MoCo
+    v3's `ctr(q1, k2) + ctr(q2, k1)` or SimCLR v2's MoCo-style memory with
+    both views as queries, are the caller's: call this function once per
+    direction and add or average the results (MoCo v3 also multiplies each
+    term by `2 t` and uses the other images of the batch, not a queue, as
+    negatives).
+
+    Args:
+        q: queries, the online encoder's projections, shape `(N, D)`.
+        k: keys, the momentum encoder's projections of the other views,
+            shape `(N, D)`; row `n` is the positive of `q[n]`.
+        queue: negatives, shape `(K, D)`, already L2-normalised.
+        temperature: positive float, the softmax temperature `t` (0.2 in
+            MoCo v2, 0.07 in MoCo v1).
+
+    Returns:
+        A float32 scalar.
+
+    Example:
+
+    ```python
+    q = keras.random.normal((8, 128))
+    k = q + 0.1 * keras.random.normal((8, 128))
+    queue = keras.ops.normalize(keras.random.normal((4096, 128)), axis=-1)
+    loss = keras_simclr.losses.moco_infonce(q, k, queue, temperature=0.2)
+    ```
+
+    References:
+        - [He et al., 2020](https://arxiv.org/abs/1911.05722), MoCo.
+        - [Chen et al., 2020](https://arxiv.org/abs/2003.04297), MoCo v2.
+    """
+    temperature = _validate_temperature(temperature)
+    q = _matrix("q", q)
+    k = _matrix("k", k)
+    queue = _matrix("queue", queue)
+    if tuple(q.shape) != tuple(k.shape):
+        raise ValueError(
+            "`q` and `k` must have the same shape (N, D). Received: "
+            f"q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}"
+        )
+    if q.shape[1] is not None and queue.shape[1] not in (None, q.shape[1]):
+        raise ValueError(
+            "`queue` must hold keys of the queries' dimension, shape (K, D) "
+            f"with D={q.shape[1]}. Received: queue.shape={tuple(queue.shape)}"
+        )
+    q = ops.normalize(ops.cast(q, "float32"), axis=-1, epsilon=1e-12)
+    k = ops.normalize(ops.cast(k, "float32"), axis=-1, epsilon=1e-12)
+    k = ops.stop_gradient(k)
+    queue = ops.stop_gradient(ops.cast(queue, "float32"))
+    positive = ops.sum(q * k, axis=-1, keepdims=True)
+    negatives = ops.matmul(q, ops.transpose(queue))
+    logits = ops.concatenate([positive, negatives], axis=1) / temperature
+    return ops.mean(ops.logsumexp(logits, axis=1) - logits[:, 0])
+
+
+def update_queue(queue, keys):
+    """Enqueues a batch of keys and drops as many of the oldest (FIFO).
+
+    Returns a new queue rather than writing into one, so that it can run
+    inside a compiled training step (assign the result to the queue
+    variable). The order is newest first:
+
+        new_queue = concatenate([normalize(keys), queue])[:K]
+
+    so rows `0 .. N-1` are this batch's keys in batch order, followed by the
+    previous queue without its last (oldest) `N` rows. The official MoCo
+    code writes the keys into a ring buffer at a moving pointer instead
+    (and requires `N` to divide `K`); once `K / N` updates have replaced
+    the initial queue, the two hold the same keys after every update, in
+    another order, and the loss does not depend on the order of the
+    negatives.
+
+    The keys are L2-normalised (the queue then holds what `moco_infonce`
+    compares the queries with), cast to float32 and given no gradient. Under
+    a `tf.distribute` strategy with several replicas, gather the keys of all
+    replicas first (`keras_simclr.distribute.cross_replica_concat`, as the
+    official `concat_all_gather`), so that every replica enqueues the same
+    keys and the queues stay identical.
+
+    Args:
+        queue: the current queue, shape `(K, D)`.
+        keys: the momentum encoder's keys of this batch, shape `(N, D)`
+            with `N <= K`.
+
+    Returns:
+        The new float32 queue, shape `(K, D)`.
+
+    Example:
+
+    ```python
+    queue = keras.Variable(
+        keras.ops.normalize(keras.random.normal((4096, 128)), axis=-1)
+    )
+    keys = keras.random.normal((256, 128))
+    queue.assign(keras_simclr.losses.update_queue(queue, keys))
+    ```
+    """
+    queue = _matrix("queue", queue)
+    keys = _matrix("keys", keys)
+    queue_size = queue.shape[0]
+    if queue_size is None:
+        raise ValueError(
+            "`queue` must have a static size K. "
+            f"Received: queue.shape={tuple(queue.shape)}"
+        )
+    if queue.shape[1] is not None and keys.shape[1] not in (None, queue.shape[1]):
+        raise ValueError(
+            "`keys` must have the queue's dimension D. Received: "
+            f"keys.shape={tuple(keys.shape)}, queue.shape={tuple(queue.shape)}"
+        )
+    if keys.shape[0] is not None and keys.shape[0] > queue_size:
+        raise ValueError(
+            "`keys` must not hold more keys than the queue: N <= K. Received: "
+            f"keys.shape={tuple(keys.shape)}, queue.shape={tuple(queue.shape)}"
+        )
+    keys = ops.normalize(ops.cast(keys, "float32"), axis=-1, epsilon=1e-12)
+    keys = ops.stop_gradient(keys)
+    queue = ops.cast(queue, "float32")
+    return ops.concatenate([keys, queue], axis=0)[:queue_size]
+
+
+@keras.saving.register_keras_serializable(package="keras_simclr")
+class MoCoInfoNCE(keras.losses.Loss):
+    """InfoNCE loss of MoCo v2 as a `keras.losses.Loss`.
+
+    `y_pred` is a dict `{"query": q, "key": k, "queue": queue}` of shapes
+    `(N, D)`, `(N, D)` and `(K, D)`; `y_true` is ignored. See
+    `keras_simclr.losses.moco_infonce` for the formula, the stop-gradients
+    and the reduction (the mean over the `N` queries).
+
+    Args:
+        temperature: positive float, the softmax temperature.
+        name: name of the loss.
+
+    Example:
+
+    ```python
+    loss_fn = keras_simclr.losses.MoCoInfoNCE(temperature=0.2)
+    q = keras.random.normal((8, 64))
+    k = keras.random.normal((8, 64))
+    queue = keras.ops.normalize(keras.random.normal((1024, 64)), axis=-1)
+    loss = loss_fn(None, {"query": q, "key": k, "queue": queue})
+    ```
+    """
+
+    def __init__(self, temperature=0.2, name="moco_infonce", **kwargs):
+        super().__init__(name=name, reduction=None, **kwargs)
+        self.temperature = _validate_temperature(temperature)
+
+    def call(self, y_true, y_pred):
+        return moco_infonce(
+            y_pred["query"], y_pred["key"], y_pred["queue"], self.temperature
+        )
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(
+                "MoCoInfoNCE has no per-sample weights. Received: "
+                f"sample_weight of shape {getattr(sample_weight, 'shape', None)}"
+            )
+        if not isinstance(y_pred, dict) or set(y_pred) != set(_KEYS):
+            received = (
+                sorted(y_pred) if isinstance(y_pred, dict) else type(y_pred).__name__
+            )
+            raise ValueError(
+                '`y_pred` must be a dict with keys "query", "key" and "queue". '
+                f"Received: y_pred={received}"
+            )
+        return self.call(y_true, y_pred)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("reduction", None)
+        config["temperature"] = self.temperature
+        return config

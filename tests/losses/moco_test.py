@@ -1,0 +1,282 @@
+import collections
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_simclr.losses.moco import MoCoInfoNCE
+from keras_simclr.losses.moco import moco_infonce
+from keras_simclr.losses.moco import update_queue
+from tests.testing import run_serialization_test
+
+
+def backend_gradients(fn, *arrays):
+    """Gradients of the scalar `fn(*arrays)` by the backend's own autodiff.
+
+    Returns one NumPy array per input, zeros where no gradient flows.
+    """
+    arrays = [np.asarray(a, "float32") for a in arrays]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tensors = [tf.constant(a) for a in arrays]
+        with tf.GradientTape() as tape:
+            for tensor in tensors:
+                tape.watch(tensor)
+            loss = fn(*tensors)
+        gradients = tape.gradient(loss, tensors)
+    elif backend == "jax":
+        import jax
+
+        gradients = jax.grad(fn, argnums=tuple(range(len(arrays))))(*arrays)
+    else:
+        import torch
+
+        tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+        loss = fn(*tensors)
+        # Nothing to differentiate when every input is behind a stop_gradient.
+        if loss.requires_grad:
+            loss.backward()
+        gradients = [tensor.grad for tensor in tensors]
+    return [
+        np.zeros_like(a) if g is None else ops.convert_to_numpy(g)
+        for a, g in zip(arrays, gradients)
+    ]
+
+
+def compiled(fn):
+    """`fn` as a compiled step would run it: a tf.function, a jax.jit (eager
+    on PyTorch)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
+def normalize(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def reference_moco(q, k, queue, temperature):
+    """Per-query loop, as the MoCo paper's eq. 1 writes it (float64)."""
+    q = normalize(np.asarray(q, np.float64))
+    k = normalize(np.asarray(k, np.float64))
+    queue = np.asarray(queue, np.float64)
+    losses = []
+    for n in range(len(q)):
+        logits = np.concatenate([[q[n] @ k[n]], queue @ q[n]]) / temperature
+        top = logits.max()
+        losses.append(np.log(np.sum(np.exp(logits - top))) + top - logits[0])
+    return np.mean(losses)
+
+
+def random_inputs(n, dim, queue_size, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(n, dim)).astype("float32")
+    k = (q + rng.normal(size=(n, dim))).astype("float32")
+    queue = normalize(rng.normal(size=(queue_size, dim))).astype("float32")
+    return q, k, queue
+
+
+@pytest.mark.parametrize("temperature", [0.07, 0.2, 1.0])
+@pytest.mark.parametrize("n, dim, queue_size", [(1, 4, 3), (5, 16, 32), (32, 8, 64)])
+def test_matches_numpy_reference(n, dim, queue_size, temperature):
+    q, k, queue = random_inputs(n, dim, queue_size, seed=n)
+    expected = reference_moco(q, k, queue, temperature)
+    # A loss near 0 (one query, three negatives, t=0.07) is the difference
+    # of two logits of about 1/t: float32 resolves it to ~1e-6.
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(moco_infonce(q, k, queue, temperature)),
+        expected,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    loss = MoCoInfoNCE(temperature)(None, {"query": q, "key": k, "queue": queue})
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(loss), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_queue_is_used_as_given_and_queries_keys_are_normalised():
+    q, k, queue = random_inputs(4, 8, 16)
+    base = ops.convert_to_numpy(moco_infonce(q, k, queue))
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(moco_infonce(5.0 * q, 0.1 * k, queue)), base, rtol=1e-5
+    )
+    scaled = ops.convert_to_numpy(moco_infonce(q, k, 2.0 * queue))
+    np.testing.assert_allclose(
+        scaled, reference_moco(q, k, 2.0 * queue, 0.2), rtol=1e-5
+    )
+    assert not np.isclose(scaled, base)
+
+
+def test_far_queue_closed_form_tends_to_zero():
+    # Queries equal to their keys, the queue orthogonal to all of them: each
+    # loss is log(1 + K exp(-1/t)), the loss without negatives (0) as t -> 0.
+    rng = np.random.default_rng(1)
+    n, queue_size = 6, 32
+    q = np.concatenate([rng.normal(size=(n, 4)), np.zeros((n, 4))], 1)
+    queue = np.concatenate(
+        [np.zeros((queue_size, 4)), normalize(rng.normal(size=(queue_size, 4)))], 1
+    )
+    temperatures = [1.0, 0.2, 0.05, 0.02]
+    losses = [
+        float(ops.convert_to_numpy(moco_infonce(q, q, queue, t)))
+        for t in temperatures
+    ]
+    expected = [np.log1p(queue_size * np.exp(-1 / t)) for t in temperatures]
+    # float32 resolves a logit of 1/t = 50 to about 4e-6.
+    np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=4e-6)
+    assert np.all(np.diff(losses) <= 0)
+    assert losses[-1] < 1e-6
+
+
+def test_uniform_logits_closed_form_is_log_k_plus_one():
+    # Queries orthogonal to their keys and to the whole queue: all K + 1
+    # logits are 0, whatever the temperature.
+    rng = np.random.default_rng(2)
+    n, queue_size = 5, 20
+    q = np.concatenate([rng.normal(size=(n, 3)), np.zeros((n, 5))], 1)
+    k = np.concatenate([np.zeros((n, 3)), rng.normal(size=(n, 5))], 1)
+    queue = np.concatenate(
+        [np.zeros((queue_size, 3)), normalize(rng.normal(size=(queue_size, 5)))], 1
+    )
+    for t in (0.1, 0.5):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(moco_infonce(q, k, queue, t)),
+            np.log(queue_size + 1),
+            rtol=1e-6,
+        )
+
+
+def test_gradient_reaches_queries_only():
+    q, k, queue = random_inputs(3, 4, 5, seed=3)
+    t = 0.3
+    grad_q, grad_k, grad_queue = backend_gradients(
+        lambda a, b, c: moco_infonce(a, b, c, t), q, k, queue
+    )
+    np.testing.assert_array_equal(grad_k, 0.0)
+    np.testing.assert_array_equal(grad_queue, 0.0)
+    q64 = q.astype(np.float64)
+    base = reference_moco(q64, k, queue, t)
+    epsilon = 1e-6
+    numeric = np.zeros_like(q64)
+    for index in np.ndindex(q.shape):
+        shifted = q64.copy()
+        shifted[index] += epsilon
+        numeric[index] = (reference_moco(shifted, k, queue, t) - base) / epsilon
+    np.testing.assert_allclose(grad_q, numeric, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_inputs_give_float32(dtype):
+    q, k, queue = random_inputs(16, 32, 64, seed=4)
+    expected = ops.convert_to_numpy(moco_infonce(q, k, queue, 0.1))
+    actual = ops.convert_to_numpy(
+        moco_infonce(
+            ops.cast(q, dtype), ops.cast(k, dtype), ops.cast(queue, dtype), 0.1
+        )
+    )
+    assert actual.dtype == np.float32
+    np.testing.assert_allclose(actual, expected, rtol=0.02)
+
+
+def test_update_queue_is_fifo_newest_first():
+    rng = np.random.default_rng(5)
+    queue_size, n, dim = 6, 2, 3
+    queue = normalize(rng.normal(size=(queue_size, dim)))
+    expected = collections.deque(queue, maxlen=queue_size)
+    current = queue.astype("float32")
+    step = compiled(update_queue)
+    for _ in range(5):
+        keys = rng.normal(size=(n, dim)).astype("float32")
+        current = ops.convert_to_numpy(step(current, keys))
+        # deque.appendleft drops from the right once full: newest first.
+        for key in normalize(keys)[::-1]:
+            expected.appendleft(key)
+        assert current.shape == (queue_size, dim)
+        assert current.dtype == np.float32
+        np.testing.assert_allclose(current, np.array(expected), rtol=1e-6, atol=1e-7)
+
+
+def test_update_queue_holds_the_same_keys_as_the_official_ring_buffer():
+    # Once K / N updates have replaced the initial queue, the official ring
+    # buffer (keys written at a moving pointer) holds the same keys.
+    rng = np.random.default_rng(6)
+    queue_size, n, dim = 8, 4, 3
+    queue = normalize(rng.normal(size=(queue_size, dim))).astype("float32")
+    ring, pointer, current = queue.copy(), 0, queue
+    for step in range(5):
+        keys = rng.normal(size=(n, dim)).astype("float32")
+        current = ops.convert_to_numpy(update_queue(current, keys))
+        ring[pointer:pointer + n] = normalize(keys)
+        pointer = (pointer + n) % queue_size
+        if step + 1 >= queue_size // n:
+            np.testing.assert_allclose(
+                np.array(sorted(map(tuple, current))),
+                np.array(sorted(map(tuple, ring))),
+                rtol=1e-6,
+            )
+
+
+def test_update_queue_full_batch_replaces_everything_and_stops_gradient():
+    rng = np.random.default_rng(7)
+    queue = normalize(rng.normal(size=(4, 3))).astype("float32")
+    keys = rng.normal(size=(4, 3)).astype("float32")
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(update_queue(queue, keys)), normalize(keys), rtol=1e-6
+    )
+    _, grad_keys = backend_gradients(
+        lambda a, b: ops.sum(update_queue(a, b) * 2.0) + ops.sum(a), queue, keys
+    )
+    np.testing.assert_array_equal(grad_keys, 0.0)
+
+
+def test_update_queue_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="keys"):
+        update_queue(np.ones((4, 3)), np.ones((5, 3)))
+    with pytest.raises(ValueError, match="keys"):
+        update_queue(np.ones((4, 3)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="queue"):
+        update_queue(np.ones((4,)), np.ones((2, 3)))
+
+
+def test_loss_class_config_round_trip():
+    revived = run_serialization_test(MoCoInfoNCE(temperature=0.07, name="moco"))
+    assert revived.temperature == 0.07
+    assert revived.name == "moco"
+
+
+@pytest.mark.parametrize("temperature", [0, -0.2, "0.2", None, True])
+def test_rejects_bad_temperature(temperature):
+    q, k, queue = random_inputs(2, 3, 4)
+    with pytest.raises(ValueError, match="temperature"):
+        moco_infonce(q, k, queue, temperature)
+    with pytest.raises(ValueError, match="temperature"):
+        MoCoInfoNCE(temperature=temperature)
+
+
+def test_rejects_bad_shapes():
+    q, k, queue = random_inputs(2, 3, 4)
+    with pytest.raises(ValueError, match="`q`"):
+        moco_infonce(q[None], k, queue)
+    with pytest.raises(ValueError, match="`k`"):
+        moco_infonce(q, k[:1], queue)
+    with pytest.raises(ValueError, match="queue"):
+        moco_infonce(q, k, queue[:, :2])
+    with pytest.raises(ValueError, match="queue"):
+        moco_infonce(q, k, queue[0])
+    with pytest.raises(ValueError, match="y_pred"):
+        MoCoInfoNCE()(None, {"query": q, "key": k})
+    with pytest.raises(ValueError, match="y_pred"):
+        MoCoInfoNCE()(None, q)
+    with pytest.raises(ValueError, match="sample_weight"):
+        MoCoInfoNCE()(None, {"query": q, "key": k, "queue": queue}, np.ones(2))
