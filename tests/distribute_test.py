@@ -105,6 +105,22 @@ def test_mirrored_equality_needs_gather_scaling_and_bn_sync(mirrored, ablation):
 
 
 @tensorflow_only
+@pytest.mark.parametrize(
+    "objective",
+    ["supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad"],
+)
+def test_mirrored_two_replicas_equal_one_device_for_every_objective(
+    mirrored, objective
+):
+    # Gathered negatives (supcon, moco's queue), global batch statistics
+    # (barlow_twins, vicreg, unigrad's correlation), synchronised batch norm
+    # in the prediction head and the momentum target (byol, simsiam, moco).
+    _assert_same_training(
+        mirrored, f"{objective}/distributed", mirrored, f"{objective}/single"
+    )
+
+
+@tensorflow_only
 def test_global_batch_norm_is_not_left_in_the_layers(mirrored):
     # `synchronized=True` is TensorFlow-only: a saved config holding it
     # would not load on JAX or PyTorch.

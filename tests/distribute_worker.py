@@ -61,7 +61,14 @@ def fixed_views():
     return FixedViews()
 
 
-def make_pretrainer(global_bn=True):
+OBJECTIVES = ("supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad")
+
+
+def loss_name(objective):
+    return "contrastive_loss" if objective == "simclr" else f"{objective}_loss"
+
+
+def make_pretrainer(global_bn=True, objective="simclr"):
     import keras
 
     import keras_simclr
@@ -88,6 +95,8 @@ def make_pretrainer(global_bn=True):
         ),
         temperature=0.5,
         global_bn=global_bn,
+        objective=objective,
+        **objective_arguments(objective),
     )
     pretrainer.compile(
         optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9)
@@ -95,7 +104,22 @@ def make_pretrainer(global_bn=True):
     return pretrainer
 
 
-def step_loss_callback():
+def objective_arguments(objective):
+    import keras_simclr
+
+    arguments = {}
+    if objective in ("byol", "simsiam"):
+        arguments["prediction_head"] = keras_simclr.layers.PredictionHead(
+            hidden_dim=16, name="prediction_head"
+        )
+    if objective in ("moco", "byol", "unigrad"):
+        arguments["momentum"] = 0.9
+    if objective == "moco":
+        arguments["queue_size"] = 4 * GLOBAL_BATCH
+    return arguments
+
+
+def step_loss_callback(objective="simclr"):
     """A callback that collects each step's loss from Keras's running means."""
     import keras
 
@@ -105,7 +129,7 @@ def step_loss_callback():
             self.running = []
 
         def on_train_batch_end(self, batch, logs=None):
-            self.running.append(float(logs["contrastive_loss"]))
+            self.running.append(float(logs[loss_name(objective)]))
 
         def losses(self):
             # Step k's loss from the running means after steps k and k - 1.
@@ -120,9 +144,13 @@ def step_loss_callback():
 def train(pretrainer, data):
     import numpy as np
 
-    callback = step_loss_callback()
+    callback = step_loss_callback(pretrainer.objective)
+    labels = None
+    if pretrainer.objective == "supcon":
+        labels = np.arange(len(data)) % 3
     pretrainer.fit(
         data,
+        labels,
         batch_size=GLOBAL_BATCH,
         epochs=1,
         shuffle=False,
@@ -191,6 +219,16 @@ def run_mirrored(out):
     distribute.scale_loss = originals[2]
 
     distributed("no_sync_bn", global_bn=False)
+
+    # Every other objective, on one device and on two.
+    for objective in OBJECTIVES:
+        single = make_pretrainer(objective=objective)
+        arrays.update(result_arrays(f"{objective}/single", *train(single, data)))
+        with strategy.scope():
+            pretrainer = make_pretrainer(objective=objective)
+        arrays.update(
+            result_arrays(f"{objective}/distributed", *train(pretrainer, data))
+        )
     np.savez(out, **arrays)
 
 

@@ -7,9 +7,15 @@ import numpy as np
 from keras import ops
 
 from keras_simclr import distribute
+from keras_simclr.layers.prediction_head import PredictionHead
 from keras_simclr.layers.projection_head import ProjectionHead
+from keras_simclr.losses.byol import cosine_momentum
+from keras_simclr.losses.moco import update_queue
 from keras_simclr.losses.nt_xent import _validate_temperature
 from keras_simclr.losses.nt_xent import contrastive_metrics
+from keras_simclr.losses.unigrad import unigrad_correlation
+from keras_simclr.losses.unigrad import update_correlation
+from keras_simclr.models import objectives
 
 VIEW_KEYS = ("view_a", "view_b")
 
@@ -65,6 +71,33 @@ class SimCLRPretrainer(keras.Model):
             paper for large batches, 0.5 in its CIFAR-10 experiments).
         num_classes: number of classes of the online linear probe; `None`
             for no probe.
+        objective: what to minimise, on the same views, encoder and head:
+            `"simclr"` (NT-Xent, default), `"supcon"` (supervised
+            contrastive; `fit` needs labels), `"moco"` (InfoNCE against a
+            queue of momentum-encoder keys), `"byol"` (prediction head and
+            momentum target), `"simsiam"` (prediction head, stop-gradient),
+            `"barlow_twins"`, `"vicreg"` or `"unigrad"` (momentum target and
+            a running target correlation). `temperature` applies to simclr,
+            supcon and moco; the other settings of each objective (the
+            arguments of its function in `keras_simclr.losses`) go in
+            `objective_config`.
+        objective_config: dict of keyword arguments of the objective, e.g.
+            `{"lambda_offdiag": 5e-3}` for barlow_twins, the three weights
+            of vicreg, `{"lambda_": 100.0, "rho": 0.99}` for unigrad.
+        prediction_head: the prediction head of byol and simsiam; default
+            `PredictionHead(hidden_dim=4096)` for byol and `hidden_dim=512`
+            for simsiam (their papers' widths).
+        momentum: the momentum `m` of the target network of moco, byol and
+            unigrad, updated as `target = m * target + (1 - m) * online`
+            before the target's forward pass of each step (as MoCo does).
+            0.996 as BYOL; MoCo uses 0.999.
+        momentum_schedule_steps: if set, the momentum rises from `momentum`
+            to 1 along BYOL's cosine schedule over this many steps (usually
+            the total number of training steps); if `None` it stays
+            constant.
+        queue_size: number of keys in moco's queue of negatives (65536 in
+            MoCo); each step enqueues the keys of both views of the global
+            batch, so it must be at least twice the global batch.
         global_bn: whether batch norm in the encoder and the head uses the
             statistics of the global batch when training on several
             replicas (the official `global_bn`; SimCLR's Section 3 explains
@@ -109,6 +142,12 @@ class SimCLRPretrainer(keras.Model):
         projection_head=None,
         temperature=0.1,
         num_classes=None,
+        objective="simclr",
+        objective_config=None,
+        prediction_head=None,
+        momentum=0.996,
+        momentum_schedule_steps=None,
+        queue_size=65536,
         global_bn=True,
         **kwargs,
     ):
@@ -147,6 +186,62 @@ class SimCLRPretrainer(keras.Model):
                 f"Received: global_bn={global_bn!r}"
             )
         self.global_bn = global_bn
+        self.objective = objective
+        self._objective = objectives.get_objective(objective)
+        self.objective_config = objectives.validate_objective_config(
+            self._objective, objective_config
+        )
+        if prediction_head is not None and not self._objective.predictor_hidden_dim:
+            raise ValueError(
+                f"objective='{objective}' has no prediction head; only byol and "
+                f"simsiam do. Received: prediction_head={prediction_head!r}"
+            )
+        if prediction_head is None and self._objective.predictor_hidden_dim:
+            prediction_head = PredictionHead(
+                hidden_dim=self._objective.predictor_hidden_dim,
+                name="prediction_head",
+            )
+        if prediction_head is not None and not isinstance(
+            prediction_head, keras.layers.Layer
+        ):
+            raise ValueError(
+                "`prediction_head` must be a Keras layer or None. "
+                f"Received: prediction_head={prediction_head!r}"
+            )
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or (
+            not 0.0 <= momentum < 1.0
+        ):
+            raise ValueError(
+                "`momentum` must be a number in [0, 1). "
+                f"Received: momentum={momentum!r}"
+            )
+        if momentum_schedule_steps is not None and (
+            isinstance(momentum_schedule_steps, bool)
+            or not isinstance(momentum_schedule_steps, int)
+            or momentum_schedule_steps < 1
+        ):
+            raise ValueError(
+                "`momentum_schedule_steps` must be a positive integer or None. "
+                f"Received: momentum_schedule_steps={momentum_schedule_steps!r}"
+            )
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or (
+            queue_size < 1
+        ):
+            raise ValueError(
+                "`queue_size` must be a positive integer. "
+                f"Received: queue_size={queue_size!r}"
+            )
+        self.prediction_head = prediction_head
+        self.momentum = float(momentum)
+        self.momentum_schedule_steps = momentum_schedule_steps
+        self.queue_size = queue_size
+        self.target_encoder = None
+        self.target_projection_head = None
+        if self._objective.momentum_target:
+            self.target_encoder = _clone(encoder, "target_encoder")
+            self.target_projection_head = _clone(
+                projection_head, "target_projection_head"
+            )
         self.encoder = encoder
         self.augmentation = augmentation
         self.projection_head = projection_head
@@ -158,13 +253,20 @@ class SimCLRPretrainer(keras.Model):
                 num_classes, dtype=self.dtype_policy, name="linear_probe"
             )
 
-        self.contrastive_loss_tracker = keras.metrics.Mean(name="contrastive_loss")
-        self.contrastive_accuracy_tracker = keras.metrics.Mean(
-            name="contrastive_accuracy"
-        )
-        self.contrastive_entropy_tracker = keras.metrics.Mean(
-            name="contrastive_entropy"
-        )
+        if objective == "simclr":
+            self.contrastive_loss_tracker = keras.metrics.Mean(
+                name="contrastive_loss"
+            )
+            self.contrastive_accuracy_tracker = keras.metrics.Mean(
+                name="contrastive_accuracy"
+            )
+            self.contrastive_entropy_tracker = keras.metrics.Mean(
+                name="contrastive_entropy"
+            )
+        else:
+            self.objective_loss_tracker = keras.metrics.Mean(
+                name=f"{objective}_loss"
+            )
         if self.probe is not None:
             self.probe_loss_tracker = keras.metrics.Mean(name="probe_loss")
             self.probe_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
@@ -217,6 +319,69 @@ class SimCLRPretrainer(keras.Model):
             self.projection_head.build(feature_shape)
         if self.probe is not None:
             self.probe.build(feature_shape)
+        projection_shape = tuple(
+            self.projection_head.compute_output_shape(feature_shape)
+        )
+        if self.prediction_head is not None and not self.prediction_head.built:
+            self.prediction_head.build(projection_shape)
+        if self.target_encoder is not None:
+            self._build_target(view_shape, feature_shape)
+        if self.objective == "moco":
+            queue = keras.random.normal(
+                (self.queue_size, projection_shape[-1]), seed=0
+            )
+            self.queue = self.add_weight(
+                shape=queue.shape,
+                initializer=keras.initializers.Constant(
+                    ops.convert_to_numpy(ops.normalize(queue, axis=-1))
+                ),
+                trainable=False,
+                dtype="float32",
+                name="queue",
+            )
+        if self.objective == "unigrad":
+            dim = projection_shape[-1]
+            self.correlation = self.add_weight(
+                shape=(dim, dim), initializer="zeros", trainable=False,
+                dtype="float32", name="correlation",
+            )
+            self.correlation_initialized = self.add_weight(
+                shape=(), initializer="zeros", trainable=False,
+                dtype="float32", name="correlation_initialized",
+            )
+
+    def _build_target(self, view_shape, feature_shape):
+        """The momentum target: a copy of encoder and head, moved by EMA."""
+        if not self.target_encoder.built:
+            self.target_encoder.build(view_shape)
+        if not self.target_projection_head.built:
+            self.target_projection_head.build(feature_shape)
+        self._target_pairs = []
+        for online_layer, target_layer in (
+            (self.encoder, self.target_encoder),
+            (self.projection_head, self.target_projection_head),
+        ):
+            online_weights, target_weights = online_layer.weights, target_layer.weights
+            if [w.shape for w in online_weights] != [w.shape for w in target_weights]:
+                raise ValueError(
+                    "The momentum target could not be made as a copy of "
+                    f"{online_layer.name}: its weights differ. Received: "
+                    f"{online_layer.name} of type {type(online_layer).__name__}"
+                )
+            for online, target in zip(online_weights, target_weights):
+                # The target is moved by EMA only, never by the optimizer; its
+                # layers stay trainable so that its batch norm uses batch
+                # statistics in training, as BYOL's and MoCo's targets do.
+                target.trainable = False
+                # A copy: on JAX two variables sharing one buffer cannot
+                # both be donated to the compiled step.
+                target.assign(ops.copy(online))
+                if online.trainable:
+                    self._target_pairs.append((online, target))
+        self.target_updates = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, dtype="float32",
+            name="target_updates",
+        )
 
     # === Forward pass ===
 
@@ -226,14 +391,36 @@ class SimCLRPretrainer(keras.Model):
         outputs = {"features": features, "projection": projection}
         if self.probe is not None:
             outputs["probe_logits"] = self.probe(ops.stop_gradient(features))
+        if self.prediction_head is not None:
+            outputs["prediction"] = self.prediction_head(projection, training=training)
+        if self.target_encoder is not None:
+            target = self.target_projection_head(
+                self.target_encoder(images, training=training), training=training
+            )
+            outputs["target_projection"] = ops.stop_gradient(target)
         return outputs
+
+    def _target_momentum(self):
+        if self.momentum_schedule_steps is None:
+            return self.momentum
+        return cosine_momentum(
+            self.target_updates, self.momentum_schedule_steps, self.momentum
+        )
+
+    def _update_target(self):
+        """One EMA step of the momentum target towards the online network."""
+        momentum = self._target_momentum()
+        for online, target in self._target_pairs:
+            value = ops.stop_gradient(ops.cast(online, target.dtype))
+            target.assign(momentum * target + (1.0 - momentum) * value)
+        self.target_updates.assign(self.target_updates + 1.0)
 
     def _encode_pair(self, view_a, view_b, training):
         # Both views in one batch, so batch norm sees all 2N of them.
         return self._encode(ops.concatenate([view_a, view_b], axis=0), training)
 
     def _require_probe(self, received):
-        if self.probe is None:
+        if self.probe is None and not self._objective.needs_labels:
             raise ValueError(
                 "Labels were given but the pretrainer has no linear probe. "
                 "Pass `num_classes` to SimCLRPretrainer to train one, or fit "
@@ -260,6 +447,8 @@ class SimCLRPretrainer(keras.Model):
             if not training:
                 return self._encode(inputs, training=False)
             view_a, view_b = self.make_views(inputs)
+        if training and self.target_encoder is not None:
+            self._update_target()
         return self._encode_pair(view_a, view_b, training)
 
     # === Objective ===
@@ -279,17 +468,12 @@ class SimCLRPretrainer(keras.Model):
             # evaluate() on raw images: the contrastive metrics need two views.
             view_a, view_b = self.make_views(x)
             pair_outputs = self._encode_pair(view_a, view_b, training=False)
-        z_a, z_b = ops.split(pair_outputs["projection"], 2, axis=0)
-        # Each replica contrasts its views with those of the global batch.
-        loss, accuracy, entropy = contrastive_metrics(
-            z_a, z_b, self.temperature, cross_replica=True
-        )
-        self.contrastive_loss_tracker.update_state(loss)
-        self.contrastive_accuracy_tracker.update_state(accuracy)
-        self.contrastive_entropy_tracker.update_state(entropy)
-        total = loss
-
+        labels = None
         if y is not None:
+            labels = ops.reshape(ops.cast(y, "int32"), (-1,))
+        total = self._objective_loss(pair_outputs, labels, training)
+
+        if y is not None and (self.probe is not None or not self._objective.needs_labels):
             self._require_probe(f"y of shape {tuple(y.shape)}")
             labels = ops.reshape(ops.cast(y, "int32"), (-1,))
             logits = ops.cast(y_pred["probe_logits"], "float32")
@@ -309,6 +493,88 @@ class SimCLRPretrainer(keras.Model):
             total = total + ops.cast(ops.sum(extra), "float32")
         # The replicas' gradients are summed: each contributes 1/R of its loss.
         return distribute.scale_loss(total)
+
+    def _objective_loss(self, outputs, labels, training):
+        """The objective on the `2N` views' outputs; updates its trackers.
+
+        Under a `tf.distribute` strategy every objective sees the global
+        batch: contrastive ones score local anchors against gathered keys,
+        the batch-statistics ones (Barlow Twins, VICReg, UniGrad's
+        correlation) compute their statistics on gathered projections.
+        """
+        name = self.objective
+        config = self.objective_config
+        z_a, z_b = ops.split(outputs["projection"], 2, axis=0)
+        if name == "simclr":
+            loss, accuracy, entropy = contrastive_metrics(
+                z_a, z_b, self.temperature, cross_replica=True
+            )
+            self.contrastive_loss_tracker.update_state(loss)
+            self.contrastive_accuracy_tracker.update_state(accuracy)
+            self.contrastive_entropy_tracker.update_state(entropy)
+            return loss
+        if name == "supcon":
+            if labels is None:
+                raise ValueError(
+                    "objective='supcon' needs labels: fit on (images, labels). "
+                    "Received: no labels"
+                )
+            loss = self._objective.function(
+                z_a, z_b, labels, temperature=self.temperature,
+                cross_replica=True, **config,
+            )
+        elif name in ("barlow_twins", "vicreg"):
+            loss = self._objective.function(z_a, z_b, cross_replica=True, **config)
+        elif name == "simsiam":
+            loss = self._objective.function(
+                outputs["prediction"], outputs["projection"], **config
+            )
+        elif name == "byol":
+            loss = self._objective.function(
+                outputs["prediction"], outputs["target_projection"], **config
+            )
+        elif name == "moco":
+            keys = outputs["target_projection"]
+            k_a, k_b = ops.split(keys, 2, axis=0)
+            # A copy: the queue is overwritten below, after this step's use.
+            queue = ops.stop_gradient(ops.copy(ops.convert_to_tensor(self.queue)))
+            function = self._objective.function
+            loss = 0.5 * (
+                function(z_a, k_b, queue, temperature=self.temperature, **config)
+                + function(z_b, k_a, queue, temperature=self.temperature, **config)
+            )
+            if training:
+                # Every replica enqueues the keys of the global batch.
+                self.queue.assign(
+                    update_queue(
+                        ops.convert_to_tensor(self.queue),
+                        ops.concatenate(
+                            [
+                                distribute.cross_replica_concat(k_a),
+                                distribute.cross_replica_concat(k_b),
+                            ],
+                            axis=0,
+                        ),
+                    )
+                )
+        else:  # unigrad
+            config = dict(config)
+            rho = config.pop("rho", 0.99)
+            t_a, t_b = ops.split(outputs["target_projection"], 2, axis=0)
+            batch_correlation = unigrad_correlation(t_a, t_b, cross_replica=True)
+            current = ops.convert_to_tensor(self.correlation)
+            initialized = ops.convert_to_tensor(self.correlation_initialized) > 0.5
+            if training:
+                correlation = update_correlation(
+                    current, batch_correlation, initialized, rho
+                )
+                self.correlation.assign(correlation)
+                self.correlation_initialized.assign(1.0)
+            else:
+                correlation = ops.where(initialized, current, batch_correlation)
+            loss = self._objective.function(z_a, z_b, t_a, t_b, correlation, **config)
+        self.objective_loss_tracker.update_state(loss)
+        return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
@@ -355,7 +621,15 @@ class SimCLRPretrainer(keras.Model):
                 prefix="validation_data",
             )
         with distribute.global_batch_norm(
-            self, [self.encoder, self.projection_head], enabled=self.global_bn
+            self,
+            [
+                self.encoder,
+                self.projection_head,
+                self.prediction_head,
+                self.target_encoder,
+                self.target_projection_head,
+            ],
+            enabled=self.global_bn,
         ):
             return super().fit(x, y, batch_size=batch_size, **kwargs)
 
@@ -417,6 +691,11 @@ class SimCLRPretrainer(keras.Model):
             )
         if y is not None and _is_array_like(y):
             self._check_labels(_as_numpy(y, y_name), num_images, y_name)
+        elif y is None and self._objective.needs_labels:
+            raise ValueError(
+                f"objective='{self.objective}' needs a label per image: fit on "
+                f"(images, labels). Received: {y_name}=None"
+            )
 
     def _check_labels(self, labels, num_images, name):
         self._require_probe(f"{name} of shape {labels.shape}")
@@ -437,7 +716,13 @@ class SimCLRPretrainer(keras.Model):
                 f"`{name}` must hold integer class ids. Received: "
                 f"{name}.dtype={labels.dtype} with non-integer values"
             )
-        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+        if self.num_classes is None:
+            if len(labels) and labels.min() < 0:
+                raise ValueError(
+                    f"`{name}` must hold non-negative class ids. Received: "
+                    f"labels from {labels.min()} to {labels.max()}"
+                )
+        elif len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise ValueError(
                 f"`{name}` must hold class ids in [0, {self.num_classes}) "
                 f"(num_classes={self.num_classes}). Received: labels from "
@@ -464,6 +749,12 @@ class SimCLRPretrainer(keras.Model):
             self._check_image_shape(item.shape, f"{item_name} (element_spec)")
         if y_spec is not None:
             self._require_probe(f"{name} yielding labels, element_spec={spec}")
+        elif self._objective.needs_labels:
+            raise ValueError(
+                f"objective='{self.objective}' needs a label per image: the "
+                f"dataset must yield (images, labels). Received: {name} with "
+                f"element_spec={spec}"
+            )
         # One batch shows the batch size and the label range.
         for element in dataset.take(1):
             x_batch = element[0] if isinstance(element, tuple) else element
@@ -496,6 +787,16 @@ class SimCLRPretrainer(keras.Model):
                 ),
                 "temperature": self.temperature,
                 "num_classes": self.num_classes,
+                "objective": self.objective,
+                "objective_config": dict(self.objective_config) or None,
+                "prediction_head": (
+                    keras.saving.serialize_keras_object(self.prediction_head)
+                    if self.prediction_head is not None
+                    else None
+                ),
+                "momentum": self.momentum,
+                "momentum_schedule_steps": self.momentum_schedule_steps,
+                "queue_size": self.queue_size,
                 "global_bn": self.global_bn,
             }
         )
@@ -505,10 +806,18 @@ class SimCLRPretrainer(keras.Model):
     def from_config(cls, config):
         # Deserialising a functional model consumes parts of its config.
         config = copy.deepcopy(config)
-        for key in ("encoder", "augmentation", "projection_head"):
+        for key in ("encoder", "augmentation", "projection_head", "prediction_head"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _clone(layer, name):
+    """A fresh copy of `layer` (same config, new weights) named `name`."""
+    config = keras.saving.serialize_keras_object(layer)
+    config = copy.deepcopy(config)
+    config["config"]["name"] = name
+    return keras.saving.deserialize_keras_object(config)
 
 
 def _check_view_keys(inputs, name="x"):

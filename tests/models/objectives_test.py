@@ -1,0 +1,192 @@
+"""Every objective trains inside `fit()` on the same pipeline and saves.
+
+Also checks the state the objectives keep between steps: the momentum
+target follows its EMA formula, MoCo's queue advances first-in first-out,
+UniGrad's target correlation starts from the first batch's value.
+"""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_simclr
+from keras_simclr.models import SimCLRPretrainer
+from keras_simclr.models.objectives import OBJECTIVES
+
+OBJECTIVE_NAMES = sorted(OBJECTIVES)
+
+
+def tiny_encoder():
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+        ],
+        name="encoder",
+    )
+
+
+def make_pretrainer(objective, **kwargs):
+    if objective in ("byol", "simsiam"):
+        kwargs.setdefault(
+            "prediction_head",
+            keras_simclr.layers.PredictionHead(hidden_dim=8, name="prediction_head"),
+        )
+    if objective == "moco":
+        kwargs.setdefault("queue_size", 32)
+    kwargs.setdefault(
+        "augmentation",
+        keras_simclr.layers.SimCLRAugmentation(8, preset="cifar", seed=1),
+    )
+    return SimCLRPretrainer(
+        encoder=tiny_encoder(),
+        projection_head=keras_simclr.layers.ProjectionHead(hidden_dim=8, output_dim=6),
+        objective=objective,
+        **kwargs,
+    )
+
+
+def data(n=16):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 8, 8, 3)).astype("uint8")
+    labels = rng.integers(0, 3, n).astype("int32")
+    return images, labels
+
+
+def as_numpy(variables):
+    return [ops.convert_to_numpy(v).copy() for v in variables]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVE_NAMES)
+def test_each_objective_trains_evaluates_and_round_trips(objective, tmp_path):
+    images, labels = data()
+    model = make_pretrainer(objective, num_classes=3)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    history = model.fit(images, labels, batch_size=8, epochs=1, verbose=0).history
+    name = "contrastive_loss" if objective == "simclr" else f"{objective}_loss"
+    assert np.isfinite(history[name][-1]) and np.isfinite(history["loss"][-1])
+    assert np.isfinite(
+        model.evaluate(images, labels, batch_size=8, verbose=0, return_dict=True)[name]
+    )
+    # The optimizer only moves the online network (and the probe).
+    trainable = {id(v) for v in model.trainable_variables}
+    if model.target_encoder is not None:
+        assert not any(id(v) in trainable for v in model.target_encoder.weights)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.objective == objective
+    assert len(restored.weights) == len(model.weights)
+    for saved, loaded in zip(model.weights, restored.weights):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(loaded), ops.convert_to_numpy(saved), err_msg=saved.path
+        )
+
+
+@pytest.mark.parametrize("objective", ["byol", "moco", "unigrad"])
+def test_momentum_target_follows_its_ema(objective):
+    images, _ = data(8)
+    model = make_pretrainer(objective, momentum=0.9)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.build(images.shape)
+    # The target starts as a copy of the online network.
+    for online, target in model._target_pairs:
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(online), ops.convert_to_numpy(target)
+        )
+    online_before = as_numpy(o for o, _ in model._target_pairs)
+    # Make the target differ from the online network, to see the average.
+    for _, target in model._target_pairs:
+        target.assign(target + 1.0)
+    target_before = as_numpy(t for _, t in model._target_pairs)
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    # One step: target <- 0.9 target + 0.1 online, online taken before the
+    # optimizer's update of that step (as MoCo updates before the keys).
+    for (online, target), o, t in zip(model._target_pairs, online_before, target_before):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(target), 0.9 * t + 0.1 * o, rtol=1e-5, atol=1e-6
+        )
+    assert float(ops.convert_to_numpy(model.target_updates)) == 1.0
+
+
+def test_momentum_schedule_is_byol_cosine():
+    images, _ = data(8)
+    model = make_pretrainer("byol", momentum=0.5, momentum_schedule_steps=4)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    model.build(images.shape)
+    for step, expected in enumerate([0.5, 1 - 0.5 * (np.cos(np.pi / 4) + 1) / 2]):
+        model.target_updates.assign(float(step))
+        np.testing.assert_allclose(
+            float(ops.convert_to_numpy(model._target_momentum())), expected, rtol=1e-6
+        )
+
+
+def test_moco_queue_advances_first_in_first_out():
+    images, _ = data(8)
+    model = make_pretrainer("moco", queue_size=40)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    model.build(images.shape)
+    before = ops.convert_to_numpy(model.queue).copy()
+    np.testing.assert_allclose(np.linalg.norm(before, axis=1), 1.0, rtol=1e-5)
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    after = ops.convert_to_numpy(model.queue)
+    # The 16 keys of both views entered at the front; the rest moved back.
+    np.testing.assert_array_equal(after[16:], before[:-16])
+    assert not np.allclose(after[:16], before[:16])
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), 1.0, rtol=1e-5)
+
+
+def test_unigrad_correlation_starts_from_the_first_batch():
+    images, _ = data(8)
+    model = make_pretrainer("unigrad", objective_config={"rho": 0.9})
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    first = ops.convert_to_numpy(model.correlation).copy()
+    assert float(ops.convert_to_numpy(model.correlation_initialized)) == 1.0
+    # (t_a^T t_a + t_b^T t_b) / 2N of unit vectors: symmetric, trace 1.
+    np.testing.assert_allclose(first, first.T, atol=1e-6)
+    np.testing.assert_allclose(np.trace(first), 1.0, rtol=1e-5)
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    second = ops.convert_to_numpy(model.correlation)
+    np.testing.assert_allclose(np.trace(second), 1.0, rtol=1e-5)
+    assert not np.allclose(second, first)
+
+
+def test_supcon_needs_labels():
+    images, labels = data(8)
+    model = make_pretrainer("supcon")
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="objective='supcon' needs a label"):
+        model.fit(images, batch_size=8, verbose=0)
+    # Labels without a probe are fine: they feed the objective.
+    model.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"objective": "dino"}, "objective"),
+        ({"objective": "vicreg", "objective_config": {"lambda_": 1.0}}, "lambda_"),
+        ({"objective": "barlow_twins", "objective_config": [1]}, "objective_config"),
+        (
+            {
+                "objective": "simclr",
+                "prediction_head": keras_simclr.layers.PredictionHead(hidden_dim=4),
+            },
+            "prediction head",
+        ),
+        ({"objective": "byol", "momentum": 1.0}, "momentum"),
+        ({"objective": "byol", "momentum_schedule_steps": 0}, "momentum_schedule_steps"),
+        ({"objective": "moco", "queue_size": 0}, "queue_size"),
+    ],
+)
+def test_bad_objective_arguments(kwargs, match):
+    objective = kwargs.pop("objective")
+    with pytest.raises(ValueError, match=match):
+        SimCLRPretrainer(
+            encoder=tiny_encoder(), objective=objective, **kwargs
+        )
