@@ -267,6 +267,12 @@ class SimCLRPretrainer(keras.Model):
             self.objective_loss_tracker = keras.metrics.Mean(
                 name=f"{objective}_loss"
             )
+            # The mean cosine between the projections of an image's two
+            # views: what every objective pulls up, and the number to watch
+            # for UniGrad, whose surrogate loss is not itself minimised.
+            self.positive_similarity_tracker = keras.metrics.Mean(
+                name="positive_similarity"
+            )
         if self.probe is not None:
             self.probe_loss_tracker = keras.metrics.Mean(name="probe_loss")
             self.probe_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
@@ -574,6 +580,15 @@ class SimCLRPretrainer(keras.Model):
                 correlation = ops.where(initialized, current, batch_correlation)
             loss = self._objective.function(z_a, z_b, t_a, t_b, correlation, **config)
         self.objective_loss_tracker.update_state(loss)
+        self.positive_similarity_tracker.update_state(
+            ops.mean(
+                ops.sum(
+                    ops.normalize(ops.cast(z_a, "float32"), axis=-1)
+                    * ops.normalize(ops.cast(z_b, "float32"), axis=-1),
+                    axis=-1,
+                )
+            )
+        )
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
