@@ -113,7 +113,36 @@ flags.DEFINE_boolean(
     "Batch-norm statistics over the global batch when several replicas train "
     "(the paper's); --noglobal_bn keeps them per replica (TensorFlow strategies only).",
 )
-flags.DEFINE_float("temperature", 0.5, "NT-Xent temperature (the paper's CIFAR-10 value: 0.5).")
+flags.DEFINE_enum(
+    "objective", "simclr",
+    ["simclr", "supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad"],
+    "What to minimise on the same views, encoder and head (see the README's table). "
+    "supcon uses the labels.",
+)
+flags.DEFINE_string(
+    "objective_config", None,
+    'JSON dict of the objective\'s own arguments, e.g. \'{"lambda_offdiag": 0.005}\' '
+    "for barlow_twins or '{\"lambda_\": 100, \"rho\": 0.99}' for unigrad.",
+)
+flags.DEFINE_float(
+    "temperature", 0.5,
+    "Softmax temperature of simclr, supcon and moco (the paper's CIFAR-10 value: 0.5).",
+)
+flags.DEFINE_float(
+    "target_momentum", 0.996,
+    "Base momentum of the target network of moco, byol and unigrad; it rises to 1 "
+    "along BYOL's cosine schedule over the run.",
+)
+flags.DEFINE_integer(
+    "queue_size", 65536, "Keys in moco's queue of negatives (at least twice --batch_size).",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "prediction_hidden_dim", None,
+    "Hidden width of the prediction head of byol and simsiam (default: 4096 for "
+    "byol, 512 for simsiam, as their papers).",
+    lower_bound=1,
+)
 flags.DEFINE_float("color_jitter_strength", 0.5, "Colour distortion strength s (CIFAR: 0.5, ImageNet: 1.0).")
 flags.DEFINE_float("crop_min_scale", 0.08, "Smallest crop area, as a fraction of the image.")
 flags.DEFINE_float("blur_probability", 0.0, "Probability of Gaussian blur per view (ImageNet: 0.5).")
@@ -343,9 +372,28 @@ def main(argv):
             input_shape=(image_size, image_size, 3),
         )
 
+    objective_config = None
+    if FLAGS.objective_config:
+        try:
+            objective_config = json.loads(FLAGS.objective_config)
+        except json.JSONDecodeError as error:
+            raise app.UsageError(
+                f"--objective_config must be a JSON dict ({error}). "
+                f"Received: --objective_config={FLAGS.objective_config}"
+            )
+    if FLAGS.objective == "moco" and FLAGS.queue_size < 2 * batch_size:
+        raise app.UsageError(
+            "--queue_size must hold the keys of both views of a batch, at least "
+            f"2 * --batch_size = {2 * batch_size}. Received: --queue_size={FLAGS.queue_size}"
+        )
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     # Variables, models and optimizer are made under the strategy.
     with scope:
+        prediction_head = None
+        if FLAGS.prediction_hidden_dim and FLAGS.objective in ("byol", "simsiam"):
+            prediction_head = keras_simclr.layers.PredictionHead(
+                hidden_dim=FLAGS.prediction_hidden_dim, name="prediction_head"
+            )
         random_encoder = make_encoder()
         encoder = make_encoder()
         encoder.set_weights(random_encoder.get_weights())
@@ -365,6 +413,12 @@ def main(argv):
             ),
             temperature=FLAGS.temperature,
             num_classes=num_classes,
+            objective=FLAGS.objective,
+            objective_config=objective_config,
+            prediction_head=prediction_head,
+            momentum=FLAGS.target_momentum,
+            momentum_schedule_steps=total_steps,
+            queue_size=FLAGS.queue_size,
             global_bn=FLAGS.global_bn,
         )
         peak = keras_simclr.optimizers.scale_learning_rate(
@@ -412,6 +466,9 @@ def main(argv):
         random_encoder, train_images, train_labels, test_images, test_labels,
         num_devices,
     )
+    loss_name = (
+        "contrastive_loss" if FLAGS.objective == "simclr" else f"{FLAGS.objective}_loss"
+    )
     results = {
         "backend": keras.backend.backend(),
         "strategy": FLAGS.strategy,
@@ -428,11 +485,16 @@ def main(argv):
         # After a resume, only the epochs this invocation ran (1-based).
         "epochs_run": [epoch + 1 for epoch in fit_result.epoch],
         "pretraining_seconds": round(wall_time, 1),
-        "final_contrastive_loss": float(history["contrastive_loss"][-1]),
-        "final_contrastive_accuracy": float(history["contrastive_accuracy"][-1]),
+        "objective": FLAGS.objective,
+        "final_objective_loss": float(history[loss_name][-1]),
         "linear_probe_accuracy": {"pretrained": pretrained, "random_init": random},
         "history": {k: [float(v) for v in vs] for k, vs in history.items()},
     }
+    if FLAGS.objective == "simclr":
+        results["final_contrastive_loss"] = results["final_objective_loss"]
+        results["final_contrastive_accuracy"] = float(
+            history["contrastive_accuracy"][-1]
+        )
     with open(os.path.join(FLAGS.model_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(
@@ -449,7 +511,8 @@ _OWN_FLAGS = [
     "width_multiplier", "cifar_stem", "projection_dim", "projection_layers",
     "batch_size", "epochs", "optimizer", "learning_rate",
     "learning_rate_scaling", "warmup_epochs", "momentum", "weight_decay",
-    "strategy", "cpu_devices", "tpu", "global_bn", "temperature", "color_jitter_strength", "crop_min_scale",
+    "strategy", "cpu_devices", "tpu", "global_bn", "objective",
+    "objective_config", "target_momentum", "queue_size", "prediction_hidden_dim", "temperature", "color_jitter_strength", "crop_min_scale",
     "blur_probability", "mixed_precision", "model_dir", "checkpoint_steps", "seed",
 ]
 

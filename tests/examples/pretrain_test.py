@@ -94,3 +94,22 @@ def test_pretrain_script_rejects_a_strategy_of_another_backend(tmp_path):
     assert result.returncode != 0
     assert f"--strategy={strategy}" in result.stderr
     assert "KERAS_BACKEND" in result.stderr
+
+
+@pytest.mark.parametrize("objective", ["byol", "supcon"])
+def test_pretrain_script_with_another_objective(tmp_path, objective):
+    result = run_script(
+        tmp_path, f"--objective={objective}", "--prediction_hidden_dim=16"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["objective"] == objective
+    assert np.isfinite(results["final_objective_loss"])
+    restored = keras.saving.load_model(tmp_path / "pretrainer.keras")
+    assert restored.objective == objective
+
+
+def test_pretrain_script_rejects_a_bad_objective_config(tmp_path):
+    result = run_script(tmp_path, "--objective=vicreg", "--objective_config={oops")
+    assert result.returncode != 0
+    assert "--objective_config must be a JSON dict" in result.stderr
