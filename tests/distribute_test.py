@@ -174,6 +174,7 @@ def test_jax_data_parallel_two_devices_equal_one_device(tmp_path):
     )
     assert np.all(result["devices_per_variable"] == 2)
     _assert_same_training(result, "distributed", result)
+    _assert_same_training(result, "byol/distributed", result, "byol/single")
     assert "global_bn=False" in str(result["global_bn_false_error"])
 
 

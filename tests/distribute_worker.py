@@ -241,9 +241,18 @@ def run_data_parallel(out):
     data = make_data()
     arrays = {}
     arrays.update(result_arrays("single", *train(make_pretrainer(), data)))
+    # BYOL: prediction head, momentum target and its EMA under sharding.
+    arrays.update(
+        result_arrays("byol/single", *train(make_pretrainer(objective="byol"), data))
+    )
     keras.distribution.set_distribution(keras.distribution.DataParallel())
     pretrainer = make_pretrainer()
     arrays.update(result_arrays("distributed", *train(pretrainer, data)))
+    arrays.update(
+        result_arrays(
+            "byol/distributed", *train(make_pretrainer(objective="byol"), data)
+        )
+    )
     # The variables really live on both devices.
     arrays["devices_per_variable"] = np.array(
         [len(v.value.sharding.device_set) for v in pretrainer.weights]
