@@ -96,7 +96,7 @@ def test_pretrain_script_rejects_a_strategy_of_another_backend(tmp_path):
     assert "KERAS_BACKEND" in result.stderr
 
 
-@pytest.mark.parametrize("objective", ["byol", "supcon"])
+@pytest.mark.parametrize("objective", ["byol"])
 def test_pretrain_script_with_another_objective(tmp_path, objective):
     result = run_script(
         tmp_path, f"--objective={objective}", "--prediction_hidden_dim=16"
