@@ -41,6 +41,8 @@ class Objective:
 
     def options(self):
         """The keyword arguments a user may set through `objective_config`."""
+        if self.function is None:
+            return {}
         parameters = inspect.signature(self.function).parameters
         return {
             name: parameter.default

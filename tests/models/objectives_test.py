@@ -198,6 +198,7 @@ def test_supcon_needs_labels():
     [
         ({"objective": "dino"}, "objective"),
         ({"objective": "vicreg", "objective_config": {"lambda_": 1.0}}, "lambda_"),
+        ({"objective": "simclr", "objective_config": {"tau": 1.0}}, "takes none"),
         ({"objective": "barlow_twins", "objective_config": [1]}, "objective_config"),
         (
             {
