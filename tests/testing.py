@@ -1,9 +1,72 @@
-"""Shared checks: config and `.keras` round trips, as keras-hub's TestCase."""
+"""Shared checks: config and `.keras` round trips, as keras-hub's TestCase,
+and the backend's own autodiff and compilation for tests of objectives."""
 
 import os
 
 import keras
 import numpy as np
+from keras import ops
+
+
+def _autodiff(fn, arrays):
+    """Gradients of the scalar `fn(*arrays)`; `None` where none flows."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tensors = [tf.constant(a) for a in arrays]
+        with tf.GradientTape() as tape:
+            for tensor in tensors:
+                tape.watch(tensor)
+            loss = fn(*tensors)
+        return tape.gradient(loss, tensors)
+    if backend == "jax":
+        import jax
+
+        return jax.grad(fn, argnums=tuple(range(len(arrays))))(*arrays)
+    import torch
+
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    loss = fn(*tensors)
+    # Nothing to differentiate when every input is behind a stop_gradient.
+    if loss.requires_grad:
+        loss.backward()
+    return [tensor.grad for tensor in tensors]
+
+
+def backend_gradients(fn, *arrays):
+    """Gradients of the scalar `fn(*arrays)` by the backend's own autodiff.
+
+    Returns one NumPy array per input, zeros where no gradient flows.
+    """
+    arrays = [np.asarray(a, "float32") for a in arrays]
+    return [
+        np.zeros_like(a) if g is None else ops.convert_to_numpy(g)
+        for a, g in zip(arrays, _autodiff(fn, arrays))
+    ]
+
+
+def gradient(fn, x):
+    """The gradient of the scalar `fn(x)` with respect to `x`, as NumPy; it
+    must exist."""
+    (result,) = _autodiff(fn, [np.asarray(x, "float32")])
+    assert result is not None, "no gradient flows to x"
+    return np.asarray(ops.convert_to_numpy(result))
+
+
+def compiled(fn):
+    """`fn` as a compiled step would run it: a tf.function, a jax.jit (eager
+    on PyTorch)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
 
 
 def run_serialization_test(instance):

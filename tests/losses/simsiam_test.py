@@ -1,4 +1,3 @@
-import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -6,42 +5,10 @@ from keras import ops
 from keras_simclr.losses.byol import byol
 from keras_simclr.losses.simsiam import SimSiam
 from keras_simclr.losses.simsiam import simsiam
+from tests.testing import backend_gradients
 from tests.testing import run_serialization_test
 
 
-def backend_gradients(fn, *arrays):
-    """Gradients of the scalar `fn(*arrays)` by the backend's own autodiff.
-
-    Returns one NumPy array per input, zeros where no gradient flows.
-    """
-    arrays = [np.asarray(a, "float32") for a in arrays]
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        tensors = [tf.constant(a) for a in arrays]
-        with tf.GradientTape() as tape:
-            for tensor in tensors:
-                tape.watch(tensor)
-            loss = fn(*tensors)
-        gradients = tape.gradient(loss, tensors)
-    elif backend == "jax":
-        import jax
-
-        gradients = jax.grad(fn, argnums=tuple(range(len(arrays))))(*arrays)
-    else:
-        import torch
-
-        tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
-        loss = fn(*tensors)
-        # Nothing to differentiate when every input is behind a stop_gradient.
-        if loss.requires_grad:
-            loss.backward()
-        gradients = [tensor.grad for tensor in tensors]
-    return [
-        np.zeros_like(a) if g is None else ops.convert_to_numpy(g)
-        for a, g in zip(arrays, gradients)
-    ]
 
 
 def reference_simsiam(p, z):

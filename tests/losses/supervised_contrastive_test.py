@@ -7,6 +7,7 @@ from keras_simclr import distribute
 from keras_simclr.losses.nt_xent import nt_xent
 from keras_simclr.losses.supervised_contrastive import SupervisedContrastive
 from keras_simclr.losses.supervised_contrastive import supervised_contrastive
+from tests.testing import gradient
 from tests.testing import run_serialization_test
 
 BACKEND = keras.backend.backend()
@@ -64,26 +65,6 @@ def random_batch(batch_size, dim, num_classes, seed=0):
     return z_a, z_b, labels
 
 
-def gradient(fn, x):
-    """The gradient of the scalar `fn(x)` with respect to `x`, as NumPy."""
-    x = np.asarray(x, "float32")
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = fn(x)
-        return tape.gradient(loss, x).numpy()
-    if BACKEND == "jax":
-        import jax
-
-        return np.asarray(jax.grad(fn)(x))
-    import torch
-
-    x = torch.tensor(x, requires_grad=True)
-    fn(x).backward()
-    return x.grad.numpy()
 
 
 def to_numpy(x):

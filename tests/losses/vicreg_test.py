@@ -6,6 +6,7 @@ from keras import ops
 from keras_simclr import distribute
 from keras_simclr.losses.vicreg import VICReg
 from keras_simclr.losses.vicreg import vicreg
+from tests.testing import gradient
 from tests.testing import run_serialization_test
 
 BACKEND = keras.backend.backend()
@@ -45,26 +46,6 @@ def random_pair(batch_size, dim, seed=0, scale=0.7):
     return z_a, z_b
 
 
-def gradient(fn, x):
-    """The gradient of the scalar `fn(x)` with respect to `x`, as NumPy."""
-    x = np.asarray(x, "float32")
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = fn(x)
-        return tape.gradient(loss, x).numpy()
-    if BACKEND == "jax":
-        import jax
-
-        return np.asarray(jax.grad(fn)(x))
-    import torch
-
-    x = torch.tensor(x, requires_grad=True)
-    fn(x).backward()
-    return x.grad.numpy()
 
 
 def to_numpy(x):
