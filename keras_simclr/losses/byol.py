@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from keras_simclr.losses._checks import check_dict_call
+
 _KEYS = ("prediction", "target")
 
 
@@ -41,19 +43,6 @@ def _paired_cosines(p, z):
     return ops.sum(p_a * z_b, axis=-1), ops.sum(p_b * z_a, axis=-1)
 
 
-def _check_call(loss_name, y_pred, sample_weight, keys=_KEYS):
-    if sample_weight is not None:
-        raise ValueError(
-            f"{loss_name} has no per-sample weights. Received: sample_weight "
-            f"of shape {getattr(sample_weight, 'shape', None)}"
-        )
-    if not isinstance(y_pred, dict) or set(y_pred) != set(keys):
-        received = sorted(y_pred) if isinstance(y_pred, dict) else type(y_pred).__name__
-        expected = ", ".join(f'"{key}"' for key in keys)
-        raise ValueError(
-            f"`y_pred` must be a dict with keys {expected}. "
-            f"Received: y_pred={received}"
-        )
 
 
 def byol(p, z):
@@ -187,7 +176,7 @@ class BYOL(keras.losses.Loss):
         return byol(y_pred["prediction"], y_pred["target"])
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _check_call("BYOL", y_pred, sample_weight)
+        check_dict_call("BYOL", y_pred, sample_weight, _KEYS)
         return self.call(y_true, y_pred)
 
     def get_config(self):

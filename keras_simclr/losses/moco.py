@@ -3,19 +3,13 @@
 import keras
 from keras import ops
 
+from keras_simclr.losses._checks import check_dict_call
+from keras_simclr.losses._checks import check_matrix
 from keras_simclr.losses.nt_xent import _validate_temperature
 
 _KEYS = ("query", "key", "queue")
 
 
-def _matrix(name, x):
-    x = ops.convert_to_tensor(x)
-    if len(x.shape) != 2:
-        raise ValueError(
-            f"`{name}` must be a 2D tensor. "
-            f"Received: {name}.shape={tuple(x.shape)}"
-        )
-    return x
 
 
 def moco_infonce(q, k, queue, temperature=0.2):
@@ -72,9 +66,9 @@ def moco_infonce(q, k, queue, temperature=0.2):
         - [Chen et al., 2020](https://arxiv.org/abs/2003.04297), MoCo v2.
     """
     temperature = _validate_temperature(temperature)
-    q = _matrix("q", q)
-    k = _matrix("k", k)
-    queue = _matrix("queue", queue)
+    q = check_matrix("q", q)
+    k = check_matrix("k", k)
+    queue = check_matrix("queue", queue)
     if tuple(q.shape) != tuple(k.shape):
         raise ValueError(
             "`q` and `k` must have the same shape (N, D). Received: "
@@ -137,8 +131,8 @@ def update_queue(queue, keys):
     queue.assign(keras_simclr.losses.update_queue(queue, keys))
     ```
     """
-    queue = _matrix("queue", queue)
-    keys = _matrix("keys", keys)
+    queue = check_matrix("queue", queue)
+    keys = check_matrix("keys", keys)
     queue_size = queue.shape[0]
     if queue_size is None:
         raise ValueError(
@@ -195,19 +189,7 @@ class MoCoInfoNCE(keras.losses.Loss):
         )
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is not None:
-            raise ValueError(
-                "MoCoInfoNCE has no per-sample weights. Received: "
-                f"sample_weight of shape {getattr(sample_weight, 'shape', None)}"
-            )
-        if not isinstance(y_pred, dict) or set(y_pred) != set(_KEYS):
-            received = (
-                sorted(y_pred) if isinstance(y_pred, dict) else type(y_pred).__name__
-            )
-            raise ValueError(
-                '`y_pred` must be a dict with keys "query", "key" and "queue". '
-                f"Received: y_pred={received}"
-            )
+        check_dict_call("MoCoInfoNCE", y_pred, sample_weight, _KEYS)
         return self.call(y_true, y_pred)
 
     def get_config(self):

@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from keras_simclr.losses.byol import _check_call
+from keras_simclr.losses._checks import check_dict_call
+from keras_simclr.losses.byol import _KEYS
 from keras_simclr.losses.byol import _paired_cosines
 
 
@@ -80,7 +81,7 @@ class SimSiam(keras.losses.Loss):
         return simsiam(y_pred["prediction"], y_pred["target"])
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _check_call("SimSiam", y_pred, sample_weight)
+        check_dict_call("SimSiam", y_pred, sample_weight, _KEYS)
         return self.call(y_true, y_pred)
 
     def get_config(self):

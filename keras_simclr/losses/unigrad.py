@@ -4,17 +4,12 @@ import keras
 from keras import ops
 
 from keras_simclr import distribute
+from keras_simclr.losses._checks import check_dict_call
+from keras_simclr.losses._checks import check_matrix
 
 _KEYS = ("projection", "target", "correlation")
 
 
-def _matrix(name, x):
-    x = ops.convert_to_tensor(x)
-    if len(x.shape) != 2:
-        raise ValueError(
-            f"`{name}` must be a 2D tensor. Received: {name}.shape={tuple(x.shape)}"
-        )
-    return x
 
 
 def _same_shapes(**tensors):
@@ -59,8 +54,8 @@ def unigrad_correlation(target_a, target_b, cross_replica=False):
     Returns:
         A float32 tensor of shape `(D, D)`.
     """
-    target_a = _matrix("target_a", target_a)
-    target_b = _matrix("target_b", target_b)
+    target_a = check_matrix("target_a", target_a)
+    target_b = check_matrix("target_b", target_b)
     _same_shapes(target_a=target_a, target_b=target_b)
     t_a = ops.stop_gradient(_normalize(target_a))
     t_b = ops.stop_gradient(_normalize(target_b))
@@ -99,8 +94,8 @@ def update_correlation(correlation, batch_correlation, initialized, rho=0.99):
     """
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho <= 1:
         raise ValueError(f"`rho` must be a number in [0, 1]. Received: rho={rho!r}")
-    correlation = _matrix("correlation", correlation)
-    batch_correlation = _matrix("batch_correlation", batch_correlation)
+    correlation = check_matrix("correlation", correlation)
+    batch_correlation = check_matrix("batch_correlation", batch_correlation)
     _same_shapes(correlation=correlation, batch_correlation=batch_correlation)
     correlation = ops.cast(correlation, "float32")
     batch_correlation = ops.cast(batch_correlation, "float32")
@@ -210,11 +205,11 @@ def unigrad(z_a, z_b, target_a, target_b, correlation, lambda_=100.0):
           Gradient Framework.
     """
     lambda_ = _validate_lambda(lambda_)
-    z_a = _matrix("z_a", z_a)
-    z_b = _matrix("z_b", z_b)
-    target_a = _matrix("target_a", target_a)
-    target_b = _matrix("target_b", target_b)
-    correlation = _matrix("correlation", correlation)
+    z_a = check_matrix("z_a", z_a)
+    z_b = check_matrix("z_b", z_b)
+    target_a = check_matrix("target_a", target_a)
+    target_b = check_matrix("target_b", target_b)
+    correlation = check_matrix("correlation", correlation)
     _same_shapes(z_a=z_a, z_b=z_b, target_a=target_a, target_b=target_b)
     dim = z_a.shape[1]
     if dim is not None and tuple(correlation.shape) != (dim, dim):
@@ -271,19 +266,7 @@ class UniGrad(keras.losses.Loss):
         return unigrad(z_a, z_b, t_a, t_b, y_pred["correlation"], self.lambda_)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is not None:
-            raise ValueError(
-                "UniGrad has no per-sample weights. Received: sample_weight "
-                f"of shape {getattr(sample_weight, 'shape', None)}"
-            )
-        if not isinstance(y_pred, dict) or set(y_pred) != set(_KEYS):
-            received = (
-                sorted(y_pred) if isinstance(y_pred, dict) else type(y_pred).__name__
-            )
-            raise ValueError(
-                '`y_pred` must be a dict with keys "projection", "target" and '
-                f'"correlation". Received: y_pred={received}'
-            )
+        check_dict_call("UniGrad", y_pred, sample_weight, _KEYS)
         for key in ("projection", "target"):
             shape = getattr(y_pred[key], "shape", None)
             if shape is None or len(shape) != 2 or (
