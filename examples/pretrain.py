@@ -54,7 +54,12 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("max_images", None, "Use at most this many training images (for quick runs).")
 flags.DEFINE_integer("resnet_depth", 18, "ResNet depth: 18, 34, 50, 101, 152 or 200.")
-flags.DEFINE_integer("width_multiplier", 1, "ResNet width multiplier.")
+flags.DEFINE_integer("width_multiplier", 1, "ResNet width multiplier (SimCLR v2: 1 to 3).")
+flags.DEFINE_float(
+    "sk_ratio", 0.0,
+    "Selective kernels in the ResNet (SimCLR v2: 0.0625); 0 for none.",
+    lower_bound=0.0,
+)
 flags.DEFINE_boolean(
     "cifar_stem", True,
     "3x3 stride-1 stem without max pooling, for small images (the paper's CIFAR-10 setting).",
@@ -130,12 +135,19 @@ flags.DEFINE_float(
 )
 flags.DEFINE_float(
     "target_momentum", 0.996,
-    "Base momentum of the target network of moco, byol and unigrad; it rises to 1 "
+    "Base momentum of the target network of moco, byol, unigrad and --memory_queue; it rises to 1 "
     "along BYOL's cosine schedule over the run.",
 )
 flags.DEFINE_integer(
-    "queue_size", 65536, "Keys in moco's queue of negatives (at least twice --batch_size).",
+    "queue_size", 65536,
+    "Keys in the queue of negatives of moco and of --memory_queue (at least "
+    "twice --batch_size).",
     lower_bound=1,
+)
+flags.DEFINE_boolean(
+    "memory_queue", False,
+    "SimCLR v2's memory: with --objective=simclr, a momentum encoder fills a "
+    "queue of --queue_size extra negatives for NT-Xent.",
 )
 flags.DEFINE_integer(
     "prediction_hidden_dim", None,
@@ -368,6 +380,7 @@ def main(argv):
         return keras_simclr.models.ResNet(
             depth=FLAGS.resnet_depth,
             width_multiplier=FLAGS.width_multiplier,
+            sk_ratio=FLAGS.sk_ratio,
             cifar_stem=FLAGS.cifar_stem,
             input_shape=(image_size, image_size, 3),
         )
@@ -381,7 +394,14 @@ def main(argv):
                 f"--objective_config must be a JSON dict ({error}). "
                 f"Received: --objective_config={FLAGS.objective_config}"
             )
-    if FLAGS.objective == "moco" and FLAGS.queue_size < 2 * batch_size:
+    if FLAGS.memory_queue and FLAGS.objective != "simclr":
+        raise app.UsageError(
+            "--memory_queue adds negatives to --objective=simclr (moco has its "
+            f"own queue). Received: --objective={FLAGS.objective}"
+        )
+    if (FLAGS.objective == "moco" or FLAGS.memory_queue) and (
+        FLAGS.queue_size < 2 * batch_size
+    ):
         raise app.UsageError(
             "--queue_size must hold the keys of both views of a batch, at least "
             f"2 * --batch_size = {2 * batch_size}. Received: --queue_size={FLAGS.queue_size}"
@@ -419,6 +439,7 @@ def main(argv):
             momentum=FLAGS.target_momentum,
             momentum_schedule_steps=total_steps,
             queue_size=FLAGS.queue_size,
+            memory_queue=FLAGS.memory_queue,
             global_bn=FLAGS.global_bn,
         )
         peak = keras_simclr.optimizers.scale_learning_rate(
@@ -508,11 +529,12 @@ def main(argv):
 
 _OWN_FLAGS = [
     "dataset", "data_dir", "image_size", "max_images", "resnet_depth",
-    "width_multiplier", "cifar_stem", "projection_dim", "projection_layers",
+    "width_multiplier", "sk_ratio", "cifar_stem", "projection_dim", "projection_layers",
     "batch_size", "epochs", "optimizer", "learning_rate",
     "learning_rate_scaling", "warmup_epochs", "momentum", "weight_decay",
     "strategy", "cpu_devices", "tpu", "global_bn", "objective",
-    "objective_config", "target_momentum", "queue_size", "prediction_hidden_dim", "temperature", "color_jitter_strength", "crop_min_scale",
+    "objective_config", "target_momentum", "queue_size", "memory_queue", "prediction_hidden_dim",
+    "temperature", "color_jitter_strength", "crop_min_scale",
     "blur_probability", "mixed_precision", "model_dir", "checkpoint_steps", "seed",
 ]
 

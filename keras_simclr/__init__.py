@@ -10,3 +10,13 @@ from keras_simclr import losses
 from keras_simclr import models
 from keras_simclr import optimizers
 from keras_simclr.version import __version__
+
+
+def __getattr__(name):
+    # `keras_simclr.data` builds tf.data pipelines; it is imported on first
+    # use, so that `import keras_simclr` needs no TensorFlow on JAX or PyTorch.
+    if name == "data":
+        import importlib
+
+        return importlib.import_module("keras_simclr.data")
+    raise AttributeError(f"module 'keras_simclr' has no attribute {name!r}")

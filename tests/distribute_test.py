@@ -107,7 +107,10 @@ def test_mirrored_equality_needs_gather_scaling_and_bn_sync(mirrored, ablation):
 @tensorflow_only
 @pytest.mark.parametrize(
     "objective",
-    ["supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad"],
+    [
+        "supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad",
+        "simclr_memory",
+    ],
 )
 def test_mirrored_two_replicas_equal_one_device_for_every_objective(
     mirrored, objective

@@ -61,7 +61,11 @@ def fixed_views():
     return FixedViews()
 
 
-OBJECTIVES = ("supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad")
+# "simclr_memory": NT-Xent with SimCLR v2's queue of momentum negatives.
+OBJECTIVES = (
+    "supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad",
+    "simclr_memory",
+)
 
 
 def loss_name(objective):
@@ -95,7 +99,7 @@ def make_pretrainer(global_bn=True, objective="simclr"):
         ),
         temperature=0.5,
         global_bn=global_bn,
-        objective=objective,
+        objective=objective.replace("_memory", ""),
         **objective_arguments(objective),
     )
     pretrainer.compile(
@@ -112,10 +116,12 @@ def objective_arguments(objective):
         arguments["prediction_head"] = keras_simclr.layers.PredictionHead(
             hidden_dim=16, name="prediction_head"
         )
-    if objective in ("moco", "byol", "unigrad"):
+    if objective in ("moco", "byol", "unigrad", "simclr_memory"):
         arguments["momentum"] = 0.9
-    if objective == "moco":
+    if objective in ("moco", "simclr_memory"):
         arguments["queue_size"] = 4 * GLOBAL_BATCH
+    if objective == "simclr_memory":
+        arguments["memory_queue"] = True
     return arguments
 
 

@@ -23,7 +23,7 @@ def _validate_temperature(temperature):
     return float(temperature)
 
 
-def _pair_logits(z_a, z_b, temperature, cross_replica=False):
+def _pair_logits(z_a, z_b, temperature, cross_replica=False, negatives=None):
     """Scaled cosine similarities of each view to every view, self removed.
 
     Returns `(logits, positives)`. Without cross-replica gathering, `logits`
@@ -33,6 +33,7 @@ def _pair_logits(z_a, z_b, temperature, cross_replica=False):
     a `tf.distribute` strategy of `R` replicas of `N` images each, the rows
     are this replica's `2N` views and the columns the `2RN` views of the
     global batch (all first views, then all second views, in replica order).
+    Extra `negatives` `(K, D)` add `K` columns after those.
     """
     z_a = ops.convert_to_tensor(z_a)
     z_b = ops.convert_to_tensor(z_b)
@@ -66,10 +67,23 @@ def _pair_logits(z_a, z_b, temperature, cross_replica=False):
     columns = ops.arange(2 * global_batch, dtype="int32")
     is_own = ops.cast(ops.equal(own[:, None], columns[None, :]), "float32")
     logits = logits - _MASK_VALUE * is_own
+    if negatives is not None:
+        negatives = ops.convert_to_tensor(negatives)
+        if len(negatives.shape) != 2 or negatives.shape[-1] != z_a.shape[-1]:
+            raise ValueError(
+                "`negatives` must be a 2D tensor (num_negatives, dim) with the "
+                f"projections' dim {z_a.shape[-1]}. Received: "
+                f"negatives.shape={tuple(negatives.shape)}"
+            )
+        negatives = ops.normalize(
+            ops.cast(negatives, "float32"), axis=-1, epsilon=1e-12
+        )
+        extra = ops.matmul(anchors, ops.transpose(negatives)) / temperature
+        logits = ops.concatenate([logits, extra], axis=1)
     return logits, positives
 
 
-def nt_xent(z_a, z_b, temperature=0.1, cross_replica=False):
+def nt_xent(z_a, z_b, temperature=0.1, cross_replica=False, negatives=None):
     """NT-Xent loss of SimCLR (Chen et al., 2020, eq. 1), averaged over 2N views.
 
     The two views of each image are a positive pair; the other `2N - 2` views
@@ -107,6 +121,11 @@ def nt_xent(z_a, z_b, temperature=0.1, cross_replica=False):
             strategy, and on JAX and PyTorch, it changes nothing (under
             `keras.distribution.DataParallel` the step already sees the
             global batch).
+        negatives: optional `(K, D)` extra negatives for every view, added
+            to the denominator of `l(i)`: SimCLR v2's memory queue of
+            momentum-encoder projections (MoCo's mechanism). They are
+            L2-normalised here; no gradient flows into them in
+            `SimCLRPretrainer`, which passes its queue.
 
     Returns:
         A float32 scalar.
@@ -123,7 +142,9 @@ def nt_xent(z_a, z_b, temperature=0.1, cross_replica=False):
         - [Chen et al., 2020](https://arxiv.org/abs/2002.05709), SimCLR.
     """
     temperature = _validate_temperature(temperature)
-    logits, positives = _pair_logits(z_a, z_b, temperature, cross_replica)
+    logits, positives = _pair_logits(
+        z_a, z_b, temperature, cross_replica, negatives
+    )
     return ops.mean(_per_view_loss(logits, positives))
 
 
@@ -132,7 +153,9 @@ def _per_view_loss(logits, positives):
     return ops.logsumexp(logits, axis=1) - positive_logits
 
 
-def contrastive_metrics(z_a, z_b, temperature=0.1, cross_replica=False):
+def contrastive_metrics(
+    z_a, z_b, temperature=0.1, cross_replica=False, negatives=None
+):
     """Returns `(loss, accuracy, entropy)` of a batch of pairs.
 
     - `loss`: `nt_xent(z_a, z_b, temperature)`.
@@ -145,10 +168,12 @@ def contrastive_metrics(z_a, z_b, temperature=0.1, cross_replica=False):
     All three come from one similarity matrix, so computing them together costs
     little more than the loss. Same arguments as `nt_xent`; with
     `cross_replica=True` the negatives (and the `2N - 1` above) are those of
-    the global batch.
+    the global batch, and `negatives` add `K` to them.
     """
     temperature = _validate_temperature(temperature)
-    logits, positives = _pair_logits(z_a, z_b, temperature, cross_replica)
+    logits, positives = _pair_logits(
+        z_a, z_b, temperature, cross_replica, negatives
+    )
     loss = ops.mean(_per_view_loss(logits, positives))
     predicted = ops.cast(ops.argmax(logits, axis=1), "int32")
     accuracy = ops.mean(ops.cast(ops.equal(predicted, positives), "float32"))

@@ -9,16 +9,23 @@ from keras_simclr.losses import nt_xent
 from tests.testing import run_serialization_test
 
 
-def reference_nt_xent(z_a, z_b, temperature):
-    """Per-anchor loop over the 2N views, as the paper writes it (float64)."""
+def reference_nt_xent(z_a, z_b, temperature, negatives=None):
+    """Per-anchor loop over the 2N views, as the paper writes it (float64).
+
+    `negatives` (K, D) are extra columns of every view's softmax."""
     z = np.concatenate([z_a, z_b]).astype(np.float64)
     z /= np.linalg.norm(z, axis=1, keepdims=True)
     n = len(z_a)
-    sim = z @ z.T / temperature
+    columns = z
+    if negatives is not None:
+        queue = np.asarray(negatives, np.float64)
+        queue = queue / np.linalg.norm(queue, axis=1, keepdims=True)
+        columns = np.concatenate([z, queue])
+    sim = z @ columns.T / temperature
     losses, hits, entropies = [], [], []
     for i in range(2 * n):
         positive = (i + n) % (2 * n)
-        others = [k for k in range(2 * n) if k != i]
+        others = [k for k in range(len(columns)) if k != i]
         logits = sim[i, others]
         log_denominator = np.log(np.sum(np.exp(logits - logits.max()))) + logits.max()
         losses.append(log_denominator - sim[i, positive])
@@ -46,6 +53,37 @@ def test_matches_numpy_reference(temperature, batch_size):
     np.testing.assert_allclose(
         ops.convert_to_numpy(entropy), expected[2], rtol=1e-4, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("num_negatives", [1, 5, 64])
+def test_extra_negatives_match_numpy_reference(num_negatives):
+    rng = np.random.default_rng(num_negatives)
+    z_a = rng.normal(size=(6, 8)).astype("float32")
+    z_b = (z_a + 0.5 * rng.normal(size=z_a.shape)).astype("float32")
+    # Unnormalised on purpose: they are normalised inside.
+    queue = (3.0 * rng.normal(size=(num_negatives, 8))).astype("float32")
+    expected = reference_nt_xent(z_a, z_b, 0.2, negatives=queue)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(nt_xent(z_a, z_b, 0.2, negatives=queue)),
+        expected[0],
+        rtol=1e-5,
+    )
+    loss, accuracy, entropy = contrastive_metrics(z_a, z_b, 0.2, negatives=queue)
+    np.testing.assert_allclose(ops.convert_to_numpy(loss), expected[0], rtol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(accuracy), expected[1])
+    np.testing.assert_allclose(ops.convert_to_numpy(entropy), expected[2], rtol=1e-4)
+    # More negatives can only raise each view's denominator.
+    assert float(ops.convert_to_numpy(loss)) > float(
+        ops.convert_to_numpy(nt_xent(z_a, z_b, 0.2))
+    )
+
+
+def test_extra_negatives_of_the_wrong_shape_are_rejected():
+    z = np.ones((4, 8), "float32")
+    with pytest.raises(ValueError, match="negatives"):
+        nt_xent(z, z, negatives=np.ones((3, 7), "float32"))
+    with pytest.raises(ValueError, match="negatives"):
+        nt_xent(z, z, negatives=np.ones((8,), "float32"))
 
 
 def test_identical_negatives_closed_form():

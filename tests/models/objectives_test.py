@@ -15,6 +15,8 @@ from keras_simclr.models import SimCLRPretrainer
 from keras_simclr.models.objectives import OBJECTIVES
 
 OBJECTIVE_NAMES = sorted(OBJECTIVES)
+# SimCLR v2: NT-Xent with a queue of momentum-encoder negatives.
+MEMORY = "simclr_memory"
 
 
 def tiny_encoder():
@@ -31,6 +33,10 @@ def tiny_encoder():
 
 
 def make_pretrainer(objective, **kwargs):
+    if objective == MEMORY:
+        objective = "simclr"
+        kwargs["memory_queue"] = True
+        kwargs.setdefault("queue_size", 16)
     if objective in ("byol", "simsiam"):
         kwargs.setdefault(
             "prediction_head",
@@ -72,7 +78,7 @@ def views(labels):
     return {"view_a": view_a.astype("float32"), "view_b": view_b.astype("float32")}
 
 
-@pytest.mark.parametrize("objective", OBJECTIVE_NAMES)
+@pytest.mark.parametrize("objective", OBJECTIVE_NAMES + [MEMORY])
 def test_each_objective_learns_evaluates_and_round_trips(objective, tmp_path):
     _, labels = data()
     x = views(labels)
@@ -83,14 +89,18 @@ def test_each_objective_learns_evaluates_and_round_trips(objective, tmp_path):
     history = model.fit(
         x, labels, batch_size=8, epochs=6, shuffle=False, verbose=0
     ).history
-    name = "contrastive_loss" if objective == "simclr" else f"{objective}_loss"
+    name = (
+        "contrastive_loss"
+        if objective in ("simclr", MEMORY)
+        else f"{objective}_loss"
+    )
     assert np.all(np.isfinite(history[name])) and np.all(np.isfinite(history["loss"]))
     if objective == "unigrad":
         # Its loss is a surrogate whose gradient is UniGrad's; what falls is
         # the distance between the views.
         similarity = history["positive_similarity"]
         assert similarity[-1] > similarity[0], similarity
-    elif objective == "moco":
+    elif objective in ("moco", MEMORY):
         # The first step's queue holds random keys, easy negatives; from the
         # second epoch on it holds the keys of the previous step.
         assert history[name][-1] < history[name][1], history[name]
@@ -106,7 +116,7 @@ def test_each_objective_learns_evaluates_and_round_trips(objective, tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     restored = keras.saving.load_model(path)
-    assert restored.objective == objective
+    assert restored.objective == objective.replace("_memory", "")
     assert len(restored.weights) == len(model.weights)
     for saved, loaded in zip(model.weights, restored.weights):
         np.testing.assert_allclose(
@@ -114,7 +124,7 @@ def test_each_objective_learns_evaluates_and_round_trips(objective, tmp_path):
         )
 
 
-@pytest.mark.parametrize("objective", ["byol", "moco", "unigrad"])
+@pytest.mark.parametrize("objective", ["byol", "moco", "unigrad", MEMORY])
 def test_momentum_target_follows_its_ema(objective):
     images, _ = data(8)
     model = make_pretrainer(objective, momentum=0.9)
@@ -152,9 +162,10 @@ def test_momentum_schedule_is_byol_cosine():
         )
 
 
-def test_moco_queue_advances_first_in_first_out():
+@pytest.mark.parametrize("objective", ["moco", MEMORY])
+def test_queue_advances_first_in_first_out(objective):
     images, _ = data(8)
-    model = make_pretrainer("moco", queue_size=40)
+    model = make_pretrainer(objective, queue_size=40)
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     model.build(images.shape)
     before = ops.convert_to_numpy(model.queue).copy()
@@ -165,6 +176,33 @@ def test_moco_queue_advances_first_in_first_out():
     np.testing.assert_array_equal(after[16:], before[:-16])
     assert not np.allclose(after[:16], before[:16])
     np.testing.assert_allclose(np.linalg.norm(after, axis=1), 1.0, rtol=1e-5)
+
+
+def test_memory_queue_keys_are_negatives_of_nt_xent():
+    _, labels = data(8)
+    x = views(labels)
+    model = make_pretrainer(
+        MEMORY, augmentation=None, temperature=0.5, queue_size=16
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    model.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    queue = ops.convert_to_numpy(model.queue).copy()
+    # After one step the queue holds the momentum network's projections of
+    # both views: with learning rate 0 the momentum copy equals the online
+    # network, so they are the online projections, normalised.
+    projection = ops.convert_to_numpy(model(x, training=True)["projection"])
+    np.testing.assert_allclose(
+        queue, projection / np.linalg.norm(projection, axis=1, keepdims=True),
+        rtol=1e-4, atol=1e-5,
+    )
+    logs = model.evaluate(x, batch_size=8, verbose=0, return_dict=True)
+    z_a, z_b = np.split(ops.convert_to_numpy(model(x)["projection"]), 2)
+    expected = keras_simclr.losses.nt_xent(z_a, z_b, 0.5, negatives=queue)
+    np.testing.assert_allclose(
+        logs["contrastive_loss"], ops.convert_to_numpy(expected), rtol=1e-5
+    )
+    # evaluate() reads the queue without advancing it.
+    np.testing.assert_array_equal(ops.convert_to_numpy(model.queue), queue)
 
 
 def test_unigrad_correlation_starts_from_the_first_batch():
@@ -210,6 +248,8 @@ def test_supcon_needs_labels():
         ({"objective": "byol", "momentum": 1.0}, "momentum"),
         ({"objective": "byol", "momentum_schedule_steps": 0}, "momentum_schedule_steps"),
         ({"objective": "moco", "queue_size": 0}, "queue_size"),
+        ({"objective": "moco", "memory_queue": True}, "memory_queue"),
+        ({"objective": "simclr", "memory_queue": 1}, "memory_queue"),
     ],
 )
 def test_bad_objective_arguments(kwargs, match):
