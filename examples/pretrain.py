@@ -12,6 +12,11 @@ Any folder of images in class subfolders works too (here the CIFAR-10 copy of
         --data_dir=~/.cache/keras_simclr/cifar10/train --image_size=32 \
         --epochs=100 --batch_size=256 --model_dir=runs/cifar10
 
+A prepared TensorFlow Datasets dataset (add --download to fetch it once):
+
+    python examples/pretrain.py --dataset=tfds --tfds_name=cifar10 \
+        --image_size=32 --epochs=100 --batch_size=256 --model_dir=runs/cifar10
+
 The script writes to `--model_dir`:
     pretrainer.keras   the whole pretrainer (encoder, head, probe)
     encoder.keras      the encoder alone, for fine-tuning and export
@@ -39,14 +44,18 @@ import time
 from absl import app
 from absl import flags
 
+import example_data
+
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum(
-    "dataset", "digits", ["digits", "image_folder"],
-    "digits: scikit-learn's bundled 8x8 handwritten digits (offline). "
-    "image_folder: class subfolders of images under --data_dir.",
+flags.DEFINE_enum("dataset", "digits", example_data.DATASETS, example_data.DATASET_HELP)
+flags.DEFINE_string(
+    "data_dir", None,
+    "--dataset=image_folder: the folder of class subfolders. --dataset=tfds: "
+    "where the tfds data are prepared (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).",
 )
-flags.DEFINE_string("data_dir", None, "Folder of class subfolders, for --dataset=image_folder.")
+flags.DEFINE_string("tfds_name", None, "TensorFlow Datasets name for --dataset=tfds, e.g. cifar10.")
+flags.DEFINE_boolean("download", False, "--dataset=tfds: download and prepare the data if absent.")
 flags.DEFINE_integer(
     "image_size", None,
     "Side of the square views in pixels. Default: 16 for digits (upsampled "
@@ -171,50 +180,6 @@ flags.DEFINE_integer("seed", 0, "Random seed of initialisation, augmentation and
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
 
 
-def load_dataset(name, data_dir, image_size, max_images, seed):
-    """Returns `(train_images, train_labels, test_images, test_labels)`, uint8 NHWC."""
-    import numpy as np
-
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        images = (digits.images * (255.0 / 16.0)).astype("float32")
-        images = np.repeat(images[..., None], 3, axis=-1)
-        labels = digits.target.astype("int32")
-    else:
-        if not data_dir:
-            raise app.UsageError("--dataset=image_folder needs --data_dir.")
-        import keras
-
-        dataset = keras.utils.image_dataset_from_directory(
-            os.path.expanduser(data_dir),
-            image_size=(image_size, image_size),
-            batch_size=None,
-            shuffle=False,
-        )
-        images, labels = [], []
-        for image, label in dataset.as_numpy_iterator():
-            images.append(image)
-            labels.append(label)
-        images = np.stack(images).astype("float32")
-        labels = np.asarray(labels, "int32")
-    import keras
-
-    if images.shape[1] != image_size:
-        images = keras.ops.convert_to_numpy(
-            keras.ops.image.resize(images, (image_size, image_size))
-        )
-    images = np.clip(np.round(images), 0, 255).astype("uint8")
-    order = np.random.default_rng(seed).permutation(len(images))
-    images, labels = images[order], labels[order]
-    num_test = len(images) // 5
-    train_images, train_labels = images[num_test:], labels[num_test:]
-    if max_images:
-        train_images, train_labels = train_images[:max_images], train_labels[:max_images]
-    return train_images, train_labels, images[:num_test], labels[:num_test]
-
-
 def make_strategy(name, cpu_devices, tpu):
     """Sets up --strategy before any model exists; returns a tf.distribute
     strategy, or None when Keras's default placement (or the JAX
@@ -336,7 +301,7 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
-    image_size = FLAGS.image_size or (16 if FLAGS.dataset == "digits" else 32)
+    image_size = FLAGS.image_size or example_data.default_image_size(FLAGS.dataset)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
     with open(os.path.join(FLAGS.model_dir, "flags.json"), "w") as f:
         json.dump(
@@ -344,9 +309,15 @@ def main(argv):
             f, indent=2, sort_keys=True,
         )
 
-    train_images, train_labels, test_images, test_labels = load_dataset(
-        FLAGS.dataset, FLAGS.data_dir, image_size, FLAGS.max_images, FLAGS.seed
-    )
+    try:
+        train_images, train_labels, test_images, test_labels = (
+            example_data.load_dataset(
+                FLAGS.dataset, FLAGS.data_dir, image_size, FLAGS.max_images,
+                FLAGS.seed, tfds_name=FLAGS.tfds_name, download=FLAGS.download,
+            )
+        )
+    except example_data.UsageError as error:
+        raise app.UsageError(str(error))
     num_classes = int(max(train_labels.max(), test_labels.max()) + 1)
     batch_size = min(FLAGS.batch_size, len(train_images))
     if batch_size % num_devices:
@@ -528,7 +499,7 @@ def main(argv):
 
 
 _OWN_FLAGS = [
-    "dataset", "data_dir", "image_size", "max_images", "resnet_depth",
+    "dataset", "data_dir", "tfds_name", "download", "image_size", "max_images", "resnet_depth",
     "width_multiplier", "sk_ratio", "cifar_stem", "projection_dim", "projection_layers",
     "batch_size", "epochs", "optimizer", "learning_rate",
     "learning_rate_scaling", "warmup_epochs", "momentum", "weight_decay",

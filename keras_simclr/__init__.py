@@ -10,6 +10,7 @@ from keras_simclr import losses
 from keras_simclr import models
 from keras_simclr import optimizers
 from keras_simclr.version import __version__
+from keras_simclr.export import export_saved_model
 
 
 def __getattr__(name):

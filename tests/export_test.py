@@ -1,0 +1,437 @@
+"""export_saved_model: SavedModels from any backend, served by TensorFlow alone.
+
+Three tiny models are exported once for the whole module (an encoder, a
+SimCLRPretrainer with a probe and a momentum target, and a model with an
+`export_outputs` method), then one subprocess, which imports TensorFlow but
+not keras_simclr, loads every SavedModel and runs it on uint8 images. Its
+outputs are compared with those of the Keras models in this process, in
+inference mode. On the JAX and PyTorch backends the exports run in one
+TensorFlow subprocess, kept between them; on TensorFlow, in this process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_simclr.export import export_saved_model
+from keras_simclr.layers import PredictionHead
+from keras_simclr.layers import ProjectionHead
+from keras_simclr.layers import SimCLRAugmentation
+from keras_simclr.models import SimCLRPretrainer
+from tests.export_models import TinyClassifier
+from tests.export_models import Unloadable
+
+BACKEND = keras.backend.backend()
+IMAGE_SIZE = 16
+CLASSIFIER_SIZE = 12
+ATOL = 1e-4
+RTOL = 1e-4
+
+# Runs in a process that imports TensorFlow and NumPy only: each SavedModel
+# must serve without keras_simclr or the test's models.
+SERVING_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+out_path = sys.argv[1]
+job = json.loads(sys.stdin.read())
+arrays = np.load(job["arrays"])
+results, info = {}, {}
+for name, case in job["cases"].items():
+    loaded = tf.saved_model.load(case["path"])
+    signature = loaded.signatures["serving_default"]
+    (spec,) = signature.structured_input_signature[1].values()
+    info[name] = {
+        "input_names": sorted(signature.structured_input_signature[1]),
+        "input_dtype": spec.dtype.name,
+        "input_shape": spec.shape.as_list(),
+        "output_names": sorted(signature.structured_outputs),
+        "output_dtypes": sorted(
+            {s.dtype.name for s in signature.structured_outputs.values()}
+        ),
+        "num_variables": len(loaded.variables),
+        "num_trainable_variables": len(loaded.trainable_variables),
+    }
+    for key in case["inputs"]:
+        images = tf.constant(arrays[key])
+        for output, value in signature(images=images).items():
+            results[f"{name}/{key}/signature/{output}"] = value.numpy()
+        for output, value in loaded.serve(images).items():
+            results[f"{name}/{key}/serve/{output}"] = value.numpy()
+np.savez(out_path, **results)
+info["modules"] = sorted(
+    m for m in sys.modules if m.split(".")[0] in ("keras_simclr", "tests")
+)
+with open(out_path + ".json", "w") as file:
+    json.dump(info, file)
+"""
+
+
+def _randomize_batch_norm(model, seed):
+    """Gives every batch norm non-trivial statistics, so that inference mode
+    and the statistics' export both matter."""
+    rng = np.random.default_rng(seed)
+    draws = {
+        "gamma": lambda shape: rng.uniform(0.5, 1.5, shape),
+        "beta": lambda shape: rng.normal(0.0, 0.2, shape),
+        "moving_mean": lambda shape: rng.normal(0.0, 0.2, shape),
+        "moving_variance": lambda shape: rng.uniform(0.5, 1.5, shape),
+    }
+    for weight in model.weights:
+        if weight.name in draws:
+            weight.assign(draws[weight.name](tuple(weight.shape)).astype("float32"))
+
+
+def _numpy(structure):
+    return keras.tree.map_structure(ops.convert_to_numpy, structure)
+
+
+def _tiny_encoder(rescale=False):
+    """A convnet to a feature vector; with `rescale`, it maps pixels from
+    [0, 255] to [0, 1] itself, as `keras_simclr.models.ResNet` does, else it
+    expects them in [0, 1]."""
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs) if rescale else inputs
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, x, name="tiny_encoder")
+
+
+def _start_serving_script(directory):
+    """Starts the TensorFlow process now, so that its imports overlap with the
+    exports; `_serve` gives it the work."""
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    out_path = os.path.join(directory, "served.npz")
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVING_SCRIPT, out_path],
+        env=env,
+        cwd=directory,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, out_path
+
+
+def _serve(process, out_path, cases, arrays):
+    arrays_path = os.path.join(os.path.dirname(out_path), "arrays.npz")
+    np.savez(arrays_path, **arrays)
+    job = json.dumps({"arrays": arrays_path, "cases": cases})
+    _, stderr = process.communicate(job, timeout=600)
+    assert process.returncode == 0, stderr[-4000:]
+    with open(out_path + ".json") as file:
+        info = json.load(file)
+    return dict(np.load(out_path)), info
+
+
+def _export_models(root, arrays):
+    """Exports the three models; returns them, their expected outputs and the
+    cases to serve."""
+    expected = {}
+    models = {}
+
+    encoder = _tiny_encoder(rescale=True)
+    _randomize_batch_norm(encoder, seed=1)
+    encoder_path = os.path.join(root, "encoder")
+    # A previous export in the way, replaced with overwrite=True.
+    os.makedirs(os.path.join(encoder_path, "variables"))
+    with open(os.path.join(encoder_path, "stale.txt"), "w") as file:
+        file.write("from an earlier export")
+    returned_path = export_saved_model(encoder, encoder_path, overwrite=True)
+    for key in ("images", "large", "small"):
+        images = arrays[key].astype("float32")
+        if images.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+            images = ops.image.resize(
+                images, (IMAGE_SIZE, IMAGE_SIZE), interpolation="bilinear"
+            )
+        expected[f"encoder/{key}"] = {
+            "features": _numpy(encoder(images, training=False))
+        }
+    models["encoder"] = encoder
+
+    pretrainer = SimCLRPretrainer(
+        encoder=_tiny_encoder(),
+        augmentation=SimCLRAugmentation(
+            IMAGE_SIZE, preset="cifar", value_range=(0, 1), seed=0
+        ),
+        projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
+        num_classes=3,
+        objective="byol",
+        prediction_head=PredictionHead(hidden_dim=8),
+    )
+    pretrainer.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    _randomize_batch_norm(pretrainer, seed=2)
+    pretrainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    export_saved_model(
+        pretrainer, os.path.join(root, "pretrainer"), value_range=(0, 1)
+    )
+    outputs = _numpy(
+        pretrainer(arrays["images"].astype("float32") / 255.0, training=False)
+    )
+    expected["pretrainer/images"] = {
+        "features": outputs["features"],
+        "projection": outputs["projection"],
+        "logits": outputs["probe_logits"],
+    }
+    models["pretrainer"] = pretrainer
+
+    classifier = TinyClassifier(num_classes=3)
+    classifier(np.zeros((1, CLASSIFIER_SIZE, CLASSIFIER_SIZE, 3), "float32"))
+    _randomize_batch_norm(classifier, seed=3)
+    export_saved_model(
+        classifier, os.path.join(root, "classifier"), image_size=CLASSIFIER_SIZE
+    )
+    images = ops.image.resize(
+        arrays["images"].astype("float32"),
+        (CLASSIFIER_SIZE, CLASSIFIER_SIZE),
+        interpolation="bilinear",
+    )
+    expected["classifier/images"] = _numpy(classifier.export_outputs(images))
+    models["classifier"] = classifier
+
+    cases = {
+        "encoder": {"path": returned_path, "inputs": ["images", "large", "small"]},
+        "pretrainer": {
+            "path": os.path.join(root, "pretrainer"),
+            "inputs": ["images"],
+        },
+        "classifier": {
+            "path": os.path.join(root, "classifier"),
+            "inputs": ["images"],
+        },
+    }
+    return models, expected, cases
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Exports the three models and serves them in one TensorFlow process."""
+    keras.utils.set_random_seed(0)
+    root = str(tmp_path_factory.mktemp("export"))
+    rng = np.random.default_rng(0)
+    arrays = {
+        "images": rng.integers(0, 256, (4, IMAGE_SIZE, IMAGE_SIZE, 3), "uint8"),
+        # Larger than the model, with another aspect ratio: resized down.
+        "large": rng.integers(0, 256, (3, 20, 26, 3), "uint8"),
+        # Smaller than the model: resized up.
+        "small": rng.integers(0, 256, (2, 9, 11, 3), "uint8"),
+    }
+    serving_process, served_path = _start_serving_script(root)
+    try:
+        models, expected, cases = _export_models(root, arrays)
+        served, info = _serve(serving_process, served_path, cases, arrays)
+    finally:
+        if serving_process.poll() is None:
+            serving_process.kill()
+            serving_process.communicate()
+    return {
+        "root": root,
+        "models": models,
+        "expected": expected,
+        "served": served,
+        "info": info,
+    }
+
+
+def _assert_served_as_expected(exported, case, key):
+    expected = exported["expected"][f"{case}/{key}"]
+    served = exported["served"]
+    for endpoint in ("signature", "serve"):
+        names = sorted(
+            name.rsplit("/", 1)[1]
+            for name in served
+            if name.startswith(f"{case}/{key}/{endpoint}/")
+        )
+        assert names == sorted(expected), endpoint
+        for name, value in expected.items():
+            actual = served[f"{case}/{key}/{endpoint}/{name}"]
+            assert actual.dtype == np.float32
+            np.testing.assert_allclose(
+                actual, value, atol=ATOL, rtol=RTOL, err_msg=f"{endpoint} {name}"
+            )
+
+
+def test_encoder_serves_its_features(exported):
+    _assert_served_as_expected(exported, "encoder", "images")
+    features = exported["expected"]["encoder/images"]["features"]
+    assert features.shape == (4, 6)
+    assert np.std(features) > 1e-3
+
+
+@pytest.mark.parametrize("key", ["large", "small"])
+def test_images_of_another_size_are_resized_bilinearly(exported, key):
+    _assert_served_as_expected(exported, "encoder", key)
+
+
+def test_pretrainer_serves_features_projection_and_probe_logits(exported):
+    _assert_served_as_expected(exported, "pretrainer", "images")
+    expected = exported["expected"]["pretrainer/images"]
+    assert expected["projection"].shape == (4, 4)
+    assert expected["logits"].shape == (4, 3)
+
+
+def test_export_outputs_method_gives_the_outputs(exported):
+    _assert_served_as_expected(exported, "classifier", "images")
+    assert sorted(exported["expected"]["classifier/images"]) == [
+        "features",
+        "logits",
+    ]
+
+
+def test_signature_takes_uint8_images_of_any_size(exported):
+    for case in ("encoder", "pretrainer", "classifier"):
+        info = exported["info"][case]
+        assert info["input_names"] == ["images"]
+        assert info["input_dtype"] == "uint8"
+        assert info["input_shape"] == [None, None, None, 3]
+        assert info["output_dtypes"] == ["float32"]
+
+
+def test_saved_model_lists_only_the_variables_it_reads(exported):
+    encoder = exported["models"]["encoder"]
+    info = exported["info"]["encoder"]
+    assert info["num_variables"] == len(encoder.weights)
+    assert info["num_trainable_variables"] == len(encoder.trainable_weights)
+    # Not the momentum target, the prediction head, the augmentation's seed
+    # or the optimizer: the encoder, the projection head and the probe.
+    pretrainer = exported["models"]["pretrainer"]
+    served_layers = (pretrainer.encoder, pretrainer.projection_head, pretrainer.probe)
+    info = exported["info"]["pretrainer"]
+    assert info["num_variables"] == sum(len(layer.weights) for layer in served_layers)
+    assert info["num_trainable_variables"] == sum(
+        len(layer.trainable_weights) for layer in served_layers
+    )
+
+
+def test_serving_needs_no_keras_simclr(exported):
+    assert exported["info"]["modules"] == []
+
+
+def test_overwrite_replaces_the_directory(exported):
+    path = os.path.join(exported["root"], "encoder")
+    assert not os.path.exists(os.path.join(path, "stale.txt"))
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+    # The staging directories beside the exports are removed.
+    assert not [
+        name for name in os.listdir(exported["root"]) if name.startswith(".export-")
+    ]
+
+
+# === Errors ===
+
+
+def _built_classifier():
+    classifier = TinyClassifier()
+    classifier(np.zeros((1, CLASSIFIER_SIZE, CLASSIFIER_SIZE, 3), "float32"))
+    return classifier
+
+
+def test_image_size_is_required_when_the_model_leaves_it_open(tmp_path):
+    with pytest.raises(ValueError, match="`image_size`.*required"):
+        export_saved_model(_built_classifier(), tmp_path / "out")
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_image_size_must_match_the_model(tmp_path):
+    encoder = _tiny_encoder()
+    with pytest.raises(ValueError, match="differs from the model's image size"):
+        export_saved_model(encoder, tmp_path / "out", image_size=(IMAGE_SIZE, 8))
+
+
+@pytest.mark.parametrize("image_size", [0, -3, (12,), (12, 0), "12", (12.0, 12), True])
+def test_invalid_image_size(image_size, tmp_path):
+    with pytest.raises(ValueError, match="image_size"):
+        export_saved_model(_built_classifier(), tmp_path / "out", image_size=image_size)
+
+
+@pytest.mark.parametrize("value_range", [(1, 0), (0,), "0-255", (0, None)])
+def test_invalid_value_range(value_range, tmp_path):
+    with pytest.raises(ValueError, match="value_range"):
+        export_saved_model(_tiny_encoder(), tmp_path / "out", value_range=value_range)
+
+
+def test_model_must_be_a_built_keras_model(tmp_path):
+    with pytest.raises(ValueError, match="must be a keras.Model"):
+        export_saved_model(keras.layers.Dense(2), tmp_path / "out")
+    with pytest.raises(ValueError, match="must be built"):
+        export_saved_model(
+            TinyClassifier(), tmp_path / "out", image_size=CLASSIFIER_SIZE
+        )
+
+
+def test_existing_path_needs_overwrite(tmp_path):
+    directory = tmp_path / "taken"
+    directory.mkdir()
+    (directory / "file.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="overwrite=True"):
+        export_saved_model(_tiny_encoder(), directory)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    with pytest.raises(ValueError, match="not a directory"):
+        export_saved_model(_tiny_encoder(), a_file)
+    assert (directory / "file.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="overwrite"):
+        export_saved_model(_tiny_encoder(), tmp_path / "new", overwrite="yes")
+
+
+@pytest.mark.parametrize("path", ["", None, "gs://bucket/model"])
+def test_invalid_path(path):
+    with pytest.raises(ValueError, match="path"):
+        export_saved_model(_tiny_encoder(), path)
+
+
+def test_import_modules_must_be_importable(tmp_path):
+    with pytest.raises(ValueError, match="import_modules"):
+        export_saved_model(
+            _tiny_encoder(),
+            tmp_path / "out",
+            import_modules=["no_such_module_for_export"],
+        )
+    with pytest.raises(ValueError, match="import_modules"):
+        export_saved_model(_tiny_encoder(), tmp_path / "out", import_modules="tests")
+
+
+exported_in_process = pytest.mark.skipif(
+    BACKEND == "tensorflow",
+    reason="on TensorFlow the model is exported in-process, never reloaded",
+)
+
+
+@exported_in_process
+def test_classes_of_the_main_script_are_refused(tmp_path):
+    class Identity(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs
+
+    # As if it were defined in the script being run.
+    Identity.__module__ = "__main__"
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    outputs = keras.layers.GlobalAveragePooling2D()(Identity()(inputs))
+    with pytest.raises(ValueError, match=r"__main__.*\['Identity'\]"):
+        export_saved_model(keras.Model(inputs, outputs), tmp_path / "out")
+    assert os.listdir(tmp_path) == []
+
+
+@exported_in_process
+def test_subprocess_failure_is_a_runtime_error_and_keeps_the_old_export(tmp_path):
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    outputs = keras.layers.GlobalAveragePooling2D()(Unloadable()(inputs))
+    model = keras.Model(inputs, outputs)
+    path = tmp_path / "export"
+    path.mkdir()
+    (path / "saved_model.pb").write_text("an earlier export")
+    message = "(?s)TensorFlow subprocess.*not_an_argument"
+    with pytest.raises(RuntimeError, match=message):
+        export_saved_model(model, path, overwrite=True)
+    assert (path / "saved_model.pb").read_text() == "an earlier export"
+    assert sorted(os.listdir(tmp_path)) == ["export"]
