@@ -289,7 +289,6 @@ def main(argv):
     import contextlib
 
     import keras
-    import numpy as np
 
     import keras_simclr
 

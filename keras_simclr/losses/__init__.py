@@ -5,6 +5,7 @@ from keras_simclr.losses.barlow_twins import barlow_twins
 from keras_simclr.losses.byol import BYOL
 from keras_simclr.losses.byol import byol
 from keras_simclr.losses.byol import cosine_momentum
+from keras_simclr.losses.distillation import distillation_loss
 from keras_simclr.losses.moco import MoCoInfoNCE
 from keras_simclr.losses.moco import moco_infonce
 from keras_simclr.losses.moco import update_queue

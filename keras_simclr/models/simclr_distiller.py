@@ -1,0 +1,333 @@
+"""SimCLR v2 distillation: a student learns a fixed teacher's predictions."""
+
+import copy
+
+import keras
+from keras import ops
+
+from keras_simclr import distribute
+from keras_simclr.losses.distillation import distillation_loss
+from keras_simclr.losses.nt_xent import _validate_temperature
+from keras_simclr.models.simclr_classifier import freeze
+
+
+@keras.saving.register_keras_serializable(package="keras_simclr")
+class SimCLRDistiller(keras.Model):
+    """SimCLR v2 distillation: trains a student on a fixed teacher's
+    predictions, on unlabeled images.
+
+    The third step of SimCLR v2: a fine-tuned network (the teacher, e.g. a
+    `SimCLRClassifier`) labels unlabeled images with its class
+    distribution, and a student network learns to predict it. The student
+    can have the teacher's architecture (self-distillation, which SimCLR v2
+    finds improves the teacher) or a smaller one.
+
+    Each training step:
+    1. makes one augmented view of each image with `augmentation` (if
+       any); teacher and student see the same view;
+    2. runs the teacher in inference mode (batch norm on its moving
+       statistics), with no gradient; its weights never change: its
+       `trainable` is set to False, so it holds no trainable weights;
+    3. minimises, over the student's weights, the batch mean of
+       `distillation_loss(teacher_logits, student_logits, temperature)`,
+       the cross-entropy between the teacher's and the student's
+       softmax at temperature `tau` (SimCLR v2 Eq. 2; no `tau ** 2`
+       factor).
+
+    With labels, `fit(images, labels)` minimises SimCLR v2's Eq. 3,
+    `(1 - w) * distillation + w * cross_entropy(labels, student_logits)`,
+    with `w = labelled_loss_weight` (the paper's `alpha` is `1 - w`) and the
+    labelled cross-entropy at temperature 1. With the default `w = 0`
+    labels are only used to report `labelled_loss` and `accuracy`. Without
+    labels the loss is the distillation loss alone, whatever `w`.
+
+    Metrics: `distillation_loss`, `teacher_agreement` (the fraction of
+    images on which the student's and the teacher's most likely classes
+    agree), and with labels `labelled_loss` and `accuracy` (the student's).
+
+    `call(images)` returns the student's logits (in training, where the
+    loss needs both, a dict of the student's `"logits"` and the
+    `"teacher_logits"` on the augmented view). `evaluate()` scores the
+    un-augmented images.
+
+    Args:
+        teacher: a Keras model or layer that maps images to logits
+            `(N, num_classes)`, e.g. a fine-tuned `SimCLRClassifier`. Its
+            `trainable` is set to False.
+        student: a Keras model or layer that maps the same images to logits
+            over the same classes; a different object from the teacher.
+        temperature: positive float, the softmax temperature `tau` of the
+            distillation loss; 1.0 by default.
+        labelled_loss_weight: float in [0, 1), the weight `w` of the
+            labelled cross-entropy when `fit` gets labels (see above).
+        augmentation: a layer that maps images to one random view (e.g. a
+            `keras_simclr.layers.SimCLRAugmentation`), applied in training
+            only; None to use the images as given.
+        **kwargs: passed to `keras.Model` (name, dtype, ...).
+
+    Raises:
+        ValueError: if an argument is invalid, naming the argument; at
+            build time if teacher and student predict different numbers of
+            classes.
+
+    Example:
+
+    ```python
+    teacher = keras_simclr.models.SimCLRClassifier(
+        pretrainer, num_classes=10, head_layers=1
+    )
+    ...  # teacher.fit(labelled_images, labels)
+    student = keras_simclr.models.SimCLRClassifier(
+        keras_simclr.models.ResNet(18, cifar_stem=True), num_classes=10
+    )
+    distiller = keras_simclr.models.SimCLRDistiller(
+        teacher,
+        student,
+        augmentation=keras_simclr.layers.SimCLRAugmentation(32, preset="cifar"),
+    )
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    distiller.fit(unlabeled_images, batch_size=256, epochs=100)
+    logits = distiller.predict(test_images)  # the student's
+    ```
+
+    References:
+        - [Chen et al., 2020](https://arxiv.org/abs/2006.10029), SimCLR v2,
+          Section 2 (Eq. 2 and 3).
+        - [Hinton et al., 2015](https://arxiv.org/abs/1503.02531),
+          Distilling the Knowledge in a Neural Network.
+    """
+
+    def __init__(
+        self,
+        teacher,
+        student,
+        temperature=1.0,
+        labelled_loss_weight=0.0,
+        augmentation=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("teacher", teacher), ("student", student)):
+            if not isinstance(value, keras.layers.Layer):
+                raise ValueError(
+                    f"`{name}` must be a Keras model or layer that maps images "
+                    f"to logits. Received: {name}={value!r}"
+                )
+        if teacher is student:
+            raise ValueError(
+                "`teacher` and `student` must be different objects: the "
+                "teacher is frozen while the student trains. For "
+                "self-distillation, build a second model of the same "
+                f"architecture. Received: teacher is student ({teacher.name})"
+            )
+        teacher_classes = getattr(teacher, "num_classes", None)
+        student_classes = getattr(student, "num_classes", None)
+        if isinstance(teacher_classes, int) and isinstance(student_classes, int) and (
+            teacher_classes != student_classes
+        ):
+            raise ValueError(
+                "`teacher` and `student` must predict the same classes. "
+                f"Received: teacher.num_classes={teacher_classes}, "
+                f"student.num_classes={student_classes}"
+            )
+        if (
+            isinstance(labelled_loss_weight, bool)
+            or not isinstance(labelled_loss_weight, (int, float))
+            or not 0.0 <= labelled_loss_weight < 1.0
+        ):
+            raise ValueError(
+                "`labelled_loss_weight` must be a number in [0, 1). "
+                f"Received: labelled_loss_weight={labelled_loss_weight!r}"
+            )
+        if augmentation is not None and not isinstance(
+            augmentation, keras.layers.Layer
+        ):
+            raise ValueError(
+                "`augmentation` must be a Keras layer or None. "
+                f"Received: augmentation={augmentation!r}"
+            )
+
+        # === Layers ===
+        freeze(teacher)
+        self.teacher = teacher
+        self.student = student
+        self.augmentation = augmentation
+
+        # === Config ===
+        self.temperature = _validate_temperature(temperature)
+        self.labelled_loss_weight = float(labelled_loss_weight)
+
+        self.distillation_loss_tracker = keras.metrics.Mean(
+            name="distillation_loss"
+        )
+        self.teacher_agreement_tracker = keras.metrics.Mean(
+            name="teacher_agreement"
+        )
+        self.labelled_loss_tracker = keras.metrics.Mean(name="labelled_loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
+            name="accuracy"
+        )
+
+    # === Building ===
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        view_shape = input_shape
+        if self.augmentation is not None:
+            if not self.augmentation.built:
+                self.augmentation.build(input_shape)
+            view_shape = tuple(self.augmentation.compute_output_shape(input_shape))
+        output_shapes = {}
+        for name, model in (("teacher", self.teacher), ("student", self.student)):
+            if not model.built:
+                model.build(view_shape)
+            shape = tuple(model.compute_output_shape(view_shape))
+            if len(shape) != 2:
+                raise ValueError(
+                    f"`{name}` must map images to logits (batch, num_classes); "
+                    f"for input {view_shape} it gives {shape}. "
+                    f"Received: {name}={model.name}"
+                )
+            output_shapes[name] = shape
+        if output_shapes["teacher"][-1] != output_shapes["student"][-1]:
+            raise ValueError(
+                "`teacher` and `student` must predict the same classes. "
+                f"Received: teacher logits of shape {output_shapes['teacher']}, "
+                f"student logits of shape {output_shapes['student']}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        return tuple(self.student.compute_output_shape(tuple(input_shape)))
+
+    # === Forward pass ===
+
+    def call(self, images, training=False):
+        if not training:
+            return self.student(images, training=False)
+        if self.augmentation is not None:
+            images = self.augmentation(images, training=True)
+        return {
+            "logits": self.student(images, training=True),
+            "teacher_logits": self._teacher_logits(images),
+        }
+
+    def _teacher_logits(self, images):
+        return ops.stop_gradient(self.teacher(images, training=False))
+
+    def export_outputs(self, images):
+        """Inference outputs of the student for export: its own
+        `export_outputs(images)` if it has one (a `SimCLRClassifier`), else
+        `{"logits": student(images)}`."""
+        if hasattr(self.student, "export_outputs"):
+            return self.student.export_outputs(images)
+        return {"logits": self.student(images, training=False)}
+
+    # === Objective ===
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        if sample_weight is not None:
+            raise ValueError(
+                "SimCLRDistiller does not take sample weights. Received: "
+                f"sample_weight={getattr(sample_weight, 'shape', sample_weight)}"
+            )
+        if isinstance(y_pred, dict):
+            student_logits = y_pred["logits"]
+            teacher_logits = y_pred["teacher_logits"]
+        else:
+            # evaluate(): the un-augmented images, teacher in inference mode.
+            student_logits = y_pred
+            teacher_logits = self._teacher_logits(x)
+        student_logits = ops.cast(student_logits, "float32")
+        teacher_logits = ops.cast(teacher_logits, "float32")
+        distillation = ops.mean(
+            distillation_loss(teacher_logits, student_logits, self.temperature)
+        )
+        self.distillation_loss_tracker.update_state(distillation)
+        self.teacher_agreement_tracker.update_state(
+            ops.mean(
+                ops.cast(
+                    ops.equal(
+                        ops.argmax(student_logits, axis=-1),
+                        ops.argmax(teacher_logits, axis=-1),
+                    ),
+                    "float32",
+                )
+            )
+        )
+        total = distillation
+        if y is not None:
+            labels = ops.reshape(ops.cast(y, "int32"), (-1,))
+            labelled = ops.mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    labels, student_logits, from_logits=True
+                )
+            )
+            self.labelled_loss_tracker.update_state(labelled)
+            self.accuracy_tracker.update_state(labels, student_logits)
+            weight = self.labelled_loss_weight
+            total = (1.0 - weight) * distillation + weight * labelled
+        for extra in self.losses:
+            total = total + ops.cast(ops.sum(extra), "float32")
+        # The replicas' gradients are summed: each contributes 1/R of its loss.
+        return distribute.scale_loss(total)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, dict):
+            y_pred = y_pred["logits"]
+        logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        if y is None:
+            # Without labels there is no labelled loss or accuracy to report.
+            for name in (self.labelled_loss_tracker.name, self.accuracy_tracker.name):
+                logs.pop(name, None)
+        return distribute.reducible_logs(self, logs)
+
+    # === Training entry points ===
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Configures training; the loss is built in, so `loss` is not
+        accepted. See `keras.Model.compile` for the other arguments."""
+        if loss is not None:
+            raise ValueError(
+                "SimCLRDistiller computes its own loss (distillation, plus the "
+                f"labelled cross-entropy); do not pass `loss`. Received: loss={loss!r}"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        # `compile` is overridden (to refuse a loss), so Keras leaves restoring
+        # the compiled state to the model: the optimizer and its variables.
+        config = keras.saving.deserialize_keras_object(config)
+        config.pop("loss", None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # === Config ===
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "teacher": keras.saving.serialize_keras_object(self.teacher),
+                "student": keras.saving.serialize_keras_object(self.student),
+                "temperature": self.temperature,
+                "labelled_loss_weight": self.labelled_loss_weight,
+                "augmentation": (
+                    keras.saving.serialize_keras_object(self.augmentation)
+                    if self.augmentation is not None
+                    else None
+                ),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Deserialising a functional model consumes parts of its config.
+        config = copy.deepcopy(config)
+        for key in ("teacher", "student", "augmentation"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

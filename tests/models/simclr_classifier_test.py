@@ -1,0 +1,318 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_simclr.layers import ProjectionHead
+from keras_simclr.models import SimCLRPretrainer
+from keras_simclr.models.simclr_classifier import SimCLRClassifier
+from tests.testing import run_model_saving_test
+from tests.testing import run_serialization_test
+
+IMAGE_SIZE = 8
+NUM_CLASSES = 3
+
+
+def tiny_encoder():
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, x, name="tiny_encoder")
+
+
+def tiny_head(num_layers=3):
+    return ProjectionHead(hidden_dim=5, output_dim=4, num_layers=num_layers)
+
+
+def images_and_labels(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % NUM_CLASSES
+    images = rng.uniform(0, 60, size=(n, IMAGE_SIZE, IMAGE_SIZE, 3))
+    for i, label in enumerate(labels):
+        images[i, :, :, label] += 150
+    return images.astype("float32"), labels
+
+
+def numpy_weights(layer):
+    return [ops.convert_to_numpy(w).copy() for w in layer.weights]
+
+
+def assert_weights_equal(before, layer):
+    after = numpy_weights(layer)
+    assert len(before) == len(after)
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
+
+
+def assert_weights_moved(before, layer):
+    after = numpy_weights(layer)
+    assert any(not np.allclose(old, new) for old, new in zip(before, after))
+
+
+def test_linear_mode_trains_only_the_classifier():
+    images, labels = images_and_labels()
+    encoder, head = tiny_encoder(), tiny_head()
+    # Moving statistics away from their initial values, so that a change
+    # would show and inference mode differs from training mode.
+    for _ in range(3):
+        head(encoder(images, training=True), training=True)
+    model = SimCLRClassifier(
+        encoder, NUM_CLASSES, head_layers=2, projection_head=head, mode="linear"
+    )
+    encoder_before = numpy_weights(encoder)
+    head_before = numpy_weights(head)
+    hidden = ops.convert_to_numpy(model.export_outputs(images)["head_features"])
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    # One full-batch step from zero logits: the gradient of the mean
+    # cross-entropy is hidden^T (softmax - one_hot) / N, softmax uniform.
+    model.fit(images, labels, batch_size=len(images), epochs=1, verbose=0)
+    error = 1.0 / NUM_CLASSES - np.eye(NUM_CLASSES)[labels]
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model.linear_classifier.kernel),
+        -0.5 * hidden.T @ error / len(images),
+        rtol=1e-4,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model.linear_classifier.bias),
+        -0.5 * error.mean(axis=0),
+        rtol=1e-4,
+        atol=1e-7,
+    )
+    model.fit(images, labels, batch_size=len(images), epochs=3, verbose=0)
+    assert_weights_equal(encoder_before, encoder)
+    assert_weights_equal(head_before, head)
+    assert [w.path for w in model.trainable_weights] == [
+        w.path for w in model.linear_classifier.weights
+    ]
+
+
+def test_linear_mode_runs_batch_norm_in_inference_mode():
+    images, _ = images_and_labels(n=8)
+    model = SimCLRClassifier(tiny_encoder(), NUM_CLASSES, mode="linear")
+    model.build(images.shape)
+    model.linear_classifier.kernel.assign(
+        np.random.default_rng(0).normal(size=(6, NUM_CLASSES)).astype("float32")
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model(images, training=True)),
+        ops.convert_to_numpy(model(images, training=False)),
+        rtol=1e-6,
+    )
+
+
+def test_finetune_from_a_pretrainer_trains_the_shared_encoder():
+    images, labels = images_and_labels()
+    pretrainer = SimCLRPretrainer(
+        encoder=tiny_encoder(), projection_head=tiny_head(), temperature=0.5
+    )
+    pretrainer.build(images.shape)
+    model = SimCLRClassifier(pretrainer, NUM_CLASSES, head_layers=1)
+    assert model.encoder is pretrainer.encoder
+    assert model.projection_head is pretrainer.projection_head
+    head = pretrainer.projection_head
+    encoder_before = numpy_weights(pretrainer.encoder)
+    kept_before = numpy_weights(head.dense_layers[0])
+    unused_layers = head.dense_layers[1:] + head.batch_norm_layers[1:]
+    unused_before = [numpy_weights(layer) for layer in unused_layers]
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    history = model.fit(images, labels, batch_size=8, epochs=5, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    # The pretrainer's own encoder and first head layer moved.
+    assert_weights_moved(encoder_before, pretrainer.encoder)
+    assert_weights_moved(kept_before, head.dense_layers[0])
+    # The later head layers are not part of the classifier.
+    for before, layer in zip(unused_before, unused_layers):
+        assert_weights_equal(before, layer)
+    trainable = {id(w) for w in model.trainable_weights}
+    for layer in unused_layers:
+        assert not any(id(w) in trainable for w in layer.weights)
+    assert head.dense_layers[0].kernel.trainable
+
+
+@pytest.mark.parametrize("head_layers", [0, 1, 2, 3])
+def test_head_layers_use_the_first_layers_of_the_head(head_layers):
+    images, _ = images_and_labels(n=6)
+    encoder, head = tiny_encoder(), tiny_head()
+    model = SimCLRClassifier(
+        encoder,
+        NUM_CLASSES,
+        head_layers=head_layers,
+        projection_head=head if head_layers else None,
+    )
+    model.build(images.shape)
+    if not head.built:
+        head.build((None, 6))
+    rng = np.random.default_rng(1)
+    width = 6 if head_layers == 0 else (4 if head_layers == 3 else 5)
+    kernel = rng.normal(size=(width, NUM_CLASSES)).astype("float32")
+    bias = rng.normal(size=(NUM_CLASSES,)).astype("float32")
+    model.linear_classifier.kernel.assign(kernel)
+    model.linear_classifier.bias.assign(bias)
+    for batch_norm in head.batch_norm_layers:
+        batch_norm.moving_mean.assign(rng.normal(size=batch_norm.moving_mean.shape))
+        batch_norm.moving_variance.assign(
+            rng.uniform(0.5, 2.0, size=batch_norm.moving_variance.shape)
+        )
+
+    outputs = {
+        key: ops.convert_to_numpy(value)
+        for key, value in model.export_outputs(images).items()
+    }
+    features = ops.convert_to_numpy(encoder(images, training=False))
+    np.testing.assert_allclose(outputs["features"], features, rtol=1e-5, atol=1e-6)
+    # The head's own account of its hidden layers.
+    hiddens = head(encoder(images, training=False), training=False, return_hidden=True)
+    expected_hidden = ops.convert_to_numpy(hiddens[head_layers])
+    # By hand: Dense, batch norm on moving statistics, ReLU except last.
+    by_hand = features
+    for index in range(head_layers):
+        dense, batch_norm = head.dense_layers[index], head.batch_norm_layers[index]
+        by_hand = by_hand @ ops.convert_to_numpy(dense.kernel)
+        mean = ops.convert_to_numpy(batch_norm.moving_mean)
+        variance = ops.convert_to_numpy(batch_norm.moving_variance)
+        by_hand = (by_hand - mean) / np.sqrt(variance + batch_norm.epsilon)
+        by_hand = by_hand * ops.convert_to_numpy(batch_norm.gamma)
+        if batch_norm.center:
+            by_hand = by_hand + ops.convert_to_numpy(batch_norm.beta)
+        if index < 2:
+            by_hand = np.maximum(by_hand, 0)
+    np.testing.assert_allclose(expected_hidden, by_hand, rtol=1e-4, atol=1e-5)
+    if head_layers:
+        np.testing.assert_allclose(
+            outputs["head_features"], expected_hidden, rtol=1e-5, atol=1e-6
+        )
+    else:
+        assert set(outputs) == {"features", "logits"}
+    np.testing.assert_allclose(
+        outputs["logits"], expected_hidden @ kernel + bias, rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model(images)), outputs["logits"], rtol=1e-6
+    )
+    assert len(model.trainable_weights) == 2 + 3 * head_layers + len(
+        encoder.trainable_weights
+    ) - (1 if head_layers == 3 else 0)
+
+
+def test_classifier_starts_at_zero():
+    images, _ = images_and_labels(n=4)
+    model = SimCLRClassifier(tiny_encoder(), NUM_CLASSES)
+    np.testing.assert_array_equal(ops.convert_to_numpy(model(images)), 0.0)
+
+
+@pytest.mark.parametrize("num_classes, top_5", [(3, False), (7, True)])
+def test_compile_defaults(num_classes, top_5):
+    images, _ = images_and_labels(n=16)
+    labels = np.arange(16) % num_classes
+    model = SimCLRClassifier(tiny_encoder(), num_classes, dropout=0.2)
+    model.compile()
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.optimizer.momentum == 0.9 and model.optimizer.nesterov
+    assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
+    # The cross-entropy of the zero-initialised logits is log(num_classes).
+    results = model.evaluate(images, labels, verbose=0, return_dict=True)
+    np.testing.assert_allclose(results["loss"], np.log(num_classes), rtol=1e-5)
+    history = model.fit(images, labels, batch_size=8, epochs=1, verbose=0).history
+    assert "accuracy" in history
+    assert ("top_5_accuracy" in history) == top_5
+    logits = ops.convert_to_numpy(model.predict(images, verbose=0))
+    assert logits.shape == (16, num_classes)
+
+
+def test_plain_encoder_without_head():
+    images, labels = images_and_labels(n=8)
+    model = SimCLRClassifier(tiny_encoder(), NUM_CLASSES)
+    assert model.projection_head is None
+    outputs = model.export_outputs(images)
+    assert tuple(outputs["features"].shape) == (8, 6)
+    assert tuple(outputs["logits"].shape) == (8, NUM_CLASSES)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"pretrainer_or_encoder": "resnet"}, "pretrainer_or_encoder"),
+        ({"num_classes": 1}, "num_classes"),
+        ({"num_classes": 3.0}, "num_classes"),
+        ({"num_classes": True}, "num_classes"),
+        ({"mode": "probe"}, "mode"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"head_layers": -1}, "head_layers"),
+        ({"head_layers": 1.5}, "head_layers"),
+        ({"head_layers": 1}, "head_layers"),
+        ({"head_layers": 4, "projection_head": "head"}, "head_layers=4"),
+        ({"head_layers": 0, "projection_head": "head"}, "projection_head"),
+        (
+            {"head_layers": 1, "projection_head": keras.layers.Dense(4)},
+            "projection_head",
+        ),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    arguments = {"pretrainer_or_encoder": tiny_encoder(), "num_classes": 3}
+    arguments.update(kwargs)
+    if arguments.get("projection_head") == "head":
+        arguments["projection_head"] = tiny_head()
+    with pytest.raises(ValueError, match=match):
+        SimCLRClassifier(**arguments)
+
+
+def test_pretrainer_and_projection_head_are_exclusive():
+    pretrainer = SimCLRPretrainer(encoder=tiny_encoder(), projection_head=tiny_head())
+    with pytest.raises(ValueError, match="projection_head"):
+        SimCLRClassifier(pretrainer, 3, head_layers=1, projection_head=tiny_head())
+
+
+def test_encoder_must_give_feature_vectors():
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    encoder = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
+    model = SimCLRClassifier(encoder, 3)
+    with pytest.raises(ValueError, match="feature vectors"):
+        model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+
+
+@pytest.mark.parametrize("mode", ["finetune", "linear"])
+def test_config_and_keras_round_trip(mode, tmp_path):
+    images, labels = images_and_labels(n=16)
+    pretrainer = SimCLRPretrainer(encoder=tiny_encoder(), projection_head=tiny_head())
+    model = SimCLRClassifier(
+        pretrainer, NUM_CLASSES, head_layers=1, mode=mode, dropout=0.1
+    )
+    model.compile()
+    model.fit(images, labels, batch_size=8, epochs=2, verbose=0)
+    revived = run_serialization_test(model)
+    assert revived.mode == mode and revived.head_layers == 1
+    assert revived.dropout == 0.1 and revived.num_classes == NUM_CLASSES
+    assert revived.projection_head.num_layers == 3
+    restored = run_model_saving_test(
+        model, images, tmp_path, output_fn=lambda m, x: m.export_outputs(x)
+    )
+    assert len(restored.trainable_weights) == len(model.trainable_weights)
+    # The whole head is saved, its unused layers included.
+    for layer, restored_layer in zip(
+        model.projection_head.dense_layers, restored.projection_head.dense_layers
+    ):
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(layer.kernel),
+            ops.convert_to_numpy(restored_layer.kernel),
+        )
+    # The compiled state comes back: training goes on.
+    assert isinstance(restored.optimizer, keras.optimizers.SGD)
+    restored.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+
+
+def test_untrainable_classifier_stays_untrainable_from_its_config():
+    model = SimCLRClassifier(
+        tiny_encoder(), NUM_CLASSES, head_layers=1, projection_head=tiny_head()
+    )
+    model.trainable = False
+    revived = SimCLRClassifier.from_config(model.get_config())
+    revived.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    assert not revived.trainable
+    assert revived.trainable_weights == []
+    assert all(not layer.trainable for layer in revived.head_dense_layers)
