@@ -5,10 +5,12 @@ Runs unchanged on the TensorFlow, JAX and PyTorch backends.
 
 from keras_simclr import callbacks
 from keras_simclr import distribute
+from keras_simclr import evaluation
 from keras_simclr import layers
 from keras_simclr import losses
 from keras_simclr import models
 from keras_simclr import optimizers
+from keras_simclr import visualization
 from keras_simclr.version import __version__
 from keras_simclr.export import export_saved_model
 

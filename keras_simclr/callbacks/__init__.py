@@ -1,3 +1,4 @@
 """Keras callbacks for SimCLR training runs."""
 
 from keras_simclr.callbacks.stop_at_step import StopAtStep
+from keras_simclr.callbacks.knn_monitor import KNNMonitor
