@@ -21,7 +21,11 @@ The script writes to `--model_dir`:
     pretrainer.keras   the whole pretrainer (encoder, head, probe)
     encoder.keras      the encoder alone, for fine-tuning and export
     flags.json         the flags of the run
-    results.json       losses, the linear-probe accuracies and the wall time
+    results.json       losses, kNN and linear-probe accuracies, the wall time
+    history.csv        the metrics of every epoch (kNN accuracy included)
+    views.png          training images beside two augmented views of each
+    curves.png         loss, contrastive and kNN accuracy per epoch
+    tensorboard/       with --tensorboard
     backup/            the state of an unfinished run: run the same command
                        again to resume it where it stopped
 
@@ -175,6 +179,22 @@ flags.DEFINE_integer(
     "every this many steps. A killed run resumes from its last backup when rerun "
     "with the same --model_dir, and still takes steps_per_epoch * epochs steps in all.",
     lower_bound=1,
+)
+flags.DEFINE_integer(
+    "knn_every", 1,
+    "Weighted kNN accuracy (k=200, temperature 0.1) of the encoder on the held-out "
+    "images every this many epochs, logged as knn_accuracy; 0 turns it off.",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
+    "knn_train_images", 10000, "Labelled training images the kNN monitor searches.",
+    lower_bound=1,
+)
+flags.DEFINE_boolean("tensorboard", False, "Write TensorBoard logs to --model_dir/tensorboard.")
+flags.DEFINE_boolean(
+    "plots", True,
+    "Draw views.png (images and two augmented views) and curves.png (loss, "
+    "contrastive and kNN accuracy per epoch) in --model_dir; needs matplotlib.",
 )
 flags.DEFINE_integer("seed", 0, "Random seed of initialisation, augmentation and data order.")
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
@@ -428,6 +448,40 @@ def main(argv):
     # StopAtStep ends the resumed run at the planned number of steps. Two
     # backups are kept because a kill during a write leaves the newest unreadable.
     stop_at_step = keras_simclr.callbacks.StopAtStep(total_steps)
+    callbacks = []
+    if FLAGS.knn_every:
+        # First: the loggers below read the kNN accuracy it adds to the logs.
+        callbacks.append(
+            keras_simclr.callbacks.KNNMonitor(
+                (
+                    train_images[: FLAGS.knn_train_images],
+                    train_labels[: FLAGS.knn_train_images],
+                ),
+                (test_images, test_labels),
+                encoder=encoder,
+                every_n_epochs=FLAGS.knn_every,
+            )
+        )
+    callbacks += [
+        keras.callbacks.BackupAndRestore(
+            os.path.join(FLAGS.model_dir, "backup"),
+            save_freq=FLAGS.checkpoint_steps,
+            double_checkpoint=True,
+        ),
+        stop_at_step,
+        keras.callbacks.CSVLogger(
+            os.path.join(FLAGS.model_dir, "history.csv"), append=True
+        ),
+    ]
+    if FLAGS.tensorboard:
+        callbacks.append(
+            keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "tensorboard"))
+        )
+    if FLAGS.plots:
+        keras_simclr.visualization.augmentation_preview(
+            augmentation, train_images, os.path.join(FLAGS.model_dir, "views.png"),
+            seed=FLAGS.seed,
+        )
     start = time.time()
     fit_result = pretrainer.fit(
         train_images[:usable],
@@ -435,14 +489,7 @@ def main(argv):
         batch_size=batch_size,
         epochs=FLAGS.epochs,
         verbose=FLAGS.verbose,
-        callbacks=[
-            keras.callbacks.BackupAndRestore(
-                os.path.join(FLAGS.model_dir, "backup"),
-                save_freq=FLAGS.checkpoint_steps,
-                double_checkpoint=True,
-            ),
-            stop_at_step,
-        ],
+        callbacks=callbacks,
     )
     history = fit_result.history
     wall_time = time.time() - start
@@ -486,8 +533,15 @@ def main(argv):
         results["final_contrastive_accuracy"] = float(
             history["contrastive_accuracy"][-1]
         )
+    if "knn_accuracy" in history:
+        results["final_knn_accuracy"] = float(history["knn_accuracy"][-1])
     with open(os.path.join(FLAGS.model_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
+    if FLAGS.plots:
+        keras_simclr.visualization.plot_history(
+            history, os.path.join(FLAGS.model_dir, "curves.png"),
+            metrics=("loss", loss_name, "contrastive_accuracy", "knn_accuracy"),
+        )
     print(
         "\nLinear-probe top-1 on the held-out images "
         f"({len(test_images)} images, logistic regression on frozen features):\n"
@@ -505,7 +559,8 @@ _OWN_FLAGS = [
     "strategy", "cpu_devices", "tpu", "global_bn", "objective",
     "objective_config", "target_momentum", "queue_size", "memory_queue", "prediction_hidden_dim",
     "temperature", "color_jitter_strength", "crop_min_scale",
-    "blur_probability", "mixed_precision", "model_dir", "checkpoint_steps", "seed",
+    "blur_probability", "mixed_precision", "model_dir", "checkpoint_steps", "knn_every",
+    "knn_train_images", "tensorboard", "plots", "seed",
 ]
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""Runs SimCLR v2's three stages and the export with the example scripts'
+smallest flags, each reading the run directory the one before wrote."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+import keras_simclr  # noqa: F401  (registers its classes for load_model)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_script(name, *flags):
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", name), *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_pretrain_finetune_distill_export(tmp_path):
+    run = str(tmp_path / "run")
+    result = run_script(
+        "pretrain.py", f"--model_dir={run}", "--epochs=1", "--max_images=64",
+        "--batch_size=32", "--image_size=8", "--projection_layers=3",
+        "--memory_queue", "--queue_size=128", "--verbose=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    result = run_script(
+        "finetune.py", f"--model_dir={run}", "--label_fraction=0.1",
+        "--head_layers=1", "--epochs=1", "--batch_size=32", "--verbose=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    finetune = json.loads((tmp_path / "run" / "finetune.json").read_text())
+    # 10% of the 1,438 training digits, class-balanced: 14 or 15 per class.
+    assert 140 <= finetune["labelled_images"] <= 150
+    assert 0.0 <= finetune["pretrained"]["top1"] <= finetune["pretrained"]["top5"] <= 1.0
+    classifier = keras.saving.load_model(tmp_path / "run" / "classifier.keras")
+    assert classifier.head_layers == 1 and classifier.num_classes == 10
+
+    result = run_script(
+        "distill.py", f"--model_dir={run}", "--epochs=1", "--max_images=64",
+        "--batch_size=32", "--student_depth=18", "--verbose=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    distill = json.loads((tmp_path / "run" / "distill.json").read_text())
+    for key in ("teacher_top1", "student_top1", "agreement"):
+        assert 0.0 <= distill[key] <= 1.0
+    # The teacher's accuracy is the fine-tuned classifier's.
+    np.testing.assert_allclose(
+        distill["teacher_top1"], finetune["pretrained"]["top1"], atol=1e-6
+    )
+
+    result = run_script("export.py", f"--model_dir={run}", "--check_images=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    exports = json.loads((tmp_path / "run" / "export.json").read_text())["exports"]
+    assert sorted(exports) == ["classifier", "encoder", "pretrainer", "student"]
+    for name, export in exports.items():
+        assert export["max_abs_difference"] < 1e-4, name
+        assert os.path.exists(os.path.join(export["path"], "saved_model.pb"))
+    assert sorted(exports["classifier"]["outputs"]) == [
+        "features", "head_features", "logits",
+    ]
+    assert sorted(exports["pretrainer"]["outputs"]) == [
+        "features", "logits", "projection",
+    ]
+
+
+def test_later_stages_need_the_earlier_ones(tmp_path):
+    result = run_script("finetune.py", f"--model_dir={tmp_path}")
+    assert result.returncode != 0
+    assert "examples/pretrain.py" in result.stderr
+    (tmp_path / "flags.json").write_text(json.dumps({"dataset": "digits"}))
+    result = run_script("distill.py", f"--model_dir={tmp_path}")
+    assert result.returncode != 0
+    assert "examples/finetune.py" in result.stderr
+    result = run_script("export.py", f"--model_dir={tmp_path}")
+    assert result.returncode != 0
+    assert "examples/pretrain.py" in result.stderr
