@@ -63,7 +63,9 @@ def _weights(result, prefix):
     return [result[name] for name in names]
 
 
-def _assert_same_training(result, prefix, reference, reference_prefix="single"):
+def _assert_same_training(
+    result, prefix, reference, reference_prefix="single", weight_atol=WEIGHT_ATOL
+):
     np.testing.assert_allclose(
         result[f"{prefix}/losses"], reference[f"{reference_prefix}/losses"],
         rtol=LOSS_RTOL,
@@ -73,7 +75,7 @@ def _assert_same_training(result, prefix, reference, reference_prefix="single"):
     assert len(weights) == len(expected) > 0
     for index, (got, want) in enumerate(zip(weights, expected)):
         np.testing.assert_allclose(
-            got, want, atol=WEIGHT_ATOL, err_msg=f"weight {index}"
+            got, want, atol=weight_atol, err_msg=f"weight {index}"
         )
 
 
@@ -118,8 +120,12 @@ def test_mirrored_two_replicas_equal_one_device_for_every_objective(
     # Gathered negatives (supcon, moco's queue), global batch statistics
     # (barlow_twins, vicreg, unigrad's correlation), synchronised batch norm
     # in the prediction head and the momentum target (byol, simsiam, moco).
+    # SimCLR v2's memory queue holds L2-normalised projections of a few
+    # small vectors: a 1e-6 difference of reduction order before the
+    # normalisation is 1e-5 after it (measured: 1.2e-5 at most).
     _assert_same_training(
-        mirrored, f"{objective}/distributed", mirrored, f"{objective}/single"
+        mirrored, f"{objective}/distributed", mirrored, f"{objective}/single",
+        weight_atol=5e-5 if objective == "simclr_memory" else WEIGHT_ATOL,
     )
 
 
