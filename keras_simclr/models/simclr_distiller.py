@@ -8,6 +8,7 @@ from keras import ops
 from keras_simclr import distribute
 from keras_simclr.losses.distillation import distillation_loss
 from keras_simclr.losses.nt_xent import _validate_temperature
+from keras_simclr.models._compile import restore_compiled_state
 from keras_simclr.models.simclr_classifier import freeze
 
 
@@ -296,13 +297,7 @@ class SimCLRDistiller(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
-        # `compile` is overridden (to refuse a loss), so Keras leaves restoring
-        # the compiled state to the model: the optimizer and its variables.
-        config = keras.saving.deserialize_keras_object(config)
-        config.pop("loss", None)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
+        restore_compiled_state(self, config)
 
     # === Config ===
 

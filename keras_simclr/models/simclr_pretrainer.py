@@ -16,6 +16,7 @@ from keras_simclr.losses.nt_xent import contrastive_metrics
 from keras_simclr.losses.unigrad import unigrad_correlation
 from keras_simclr.losses.unigrad import update_correlation
 from keras_simclr.models import objectives
+from keras_simclr.models._compile import restore_compiled_state
 
 VIEW_KEYS = ("view_a", "view_b")
 
@@ -652,13 +653,7 @@ class SimCLRPretrainer(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
-        # `compile` is overridden (to refuse a loss), so Keras leaves restoring
-        # the compiled state to the model: the optimizer and its variables.
-        config = keras.saving.deserialize_keras_object(config)
-        config.pop("loss", None)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
+        restore_compiled_state(self, config)
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         distribute.check_supported()
