@@ -135,7 +135,7 @@ def child(config):
         return model
 
     info = {}
-    backend, distribution = config["backend"], config["distribution"]
+    distribution = config["distribution"]
     if distribution == "mirrored":
         import tensorflow as tf
 
