@@ -48,11 +48,8 @@ others) and to the same path with `.md`.
 """
 
 import argparse
-import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -60,7 +57,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from _report import machine_info  # noqa: E402
+from _report import write_results  # noqa: E402
+
 IMAGE_SIZE = 32
+PACKAGES = ("keras", "tensorflow", "jax", "jaxlib", "numpy")
 
 NOTE = (
     "Logical devices on one CPU share the same cores: the rows with several "
@@ -203,37 +205,6 @@ def child(config):
 
 
 # === Parent process ===
-
-
-def machine_info():
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = {}
-    for package in ("keras", "tensorflow", "jax", "jaxlib", "numpy"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "cpus_available": affinity,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
 
 
 def run_child(config, timeout):
@@ -450,7 +421,7 @@ def main():
         for run in results.get("previous", []):
             run["table"] = tables[run["part"]](run["rows"])
     else:
-        results["machine"] = machine_info()
+        results["machine"] = machine_info(PACKAGES)
         parts = csv(args.parts)
     command = "python " + " ".join(
         [os.path.relpath(__file__, ROOT)] + sys.argv[1:]
@@ -490,7 +461,7 @@ def main():
                     }))
         keep_previous(results, "speed")
         results["speed"] = {
-            "command": command, "finished": machine_info()["date"],
+            "command": command, "finished": machine_info(PACKAGES)["date"],
             "rows": rows, "table": speed_table(rows),
         }
 
@@ -506,7 +477,7 @@ def main():
                     }))
         keep_previous(results, "memory")
         results["memory"] = {
-            "command": command, "finished": machine_info()["date"],
+            "command": command, "finished": machine_info(PACKAGES)["date"],
             "rows": rows, "table": memory_table(rows),
         }
 
@@ -527,11 +498,7 @@ def main():
         ]
         markdown += run["table"]
     print("\n".join(markdown))
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
-    with open(os.path.splitext(args.output)[0] + ".md", "w") as f:
-        f.write("\n".join(markdown) + "\n")
+    write_results(args.output, results, markdown)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ curves and accuracies), `quality_cifar10.md` (the table) and
 """
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -52,7 +51,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
 
+import _report  # noqa: E402
 import numpy as np  # noqa: E402
 
 CLASSES = 10
@@ -313,7 +314,6 @@ def score(keras, keras_simclr, encoder, train, test, linear_epochs):
 
 
 def write_report(args, results, meta):
-    os.makedirs(args.output_dir, exist_ok=True)
     names = {
         "simclr": "SimCLR (no labels)",
         "supervised": "supervised (all labels)",
@@ -340,12 +340,8 @@ def write_report(args, results, meta):
         lines.append(
             f"\nThe supervised network's own classifier: {100 * results['supervised']['classifier_top1']:.1f}% top-1."
         )
-    table = "\n".join(lines)
-    print("\n" + table, flush=True)
-    with open(os.path.join(args.output_dir, "quality_cifar10.md"), "w") as f:
-        f.write(table + "\n")
-    with open(os.path.join(args.output_dir, "quality_cifar10.json"), "w") as f:
-        json.dump({**meta, "results": results}, f, indent=2)
+    print("\n" + "\n".join(lines), flush=True)
+    _report.write_results(os.path.join(args.output_dir, "quality_cifar10.json"), {**meta, "results": results}, lines)
     plot_curves(args, results, names, os.path.join(args.output_dir, "quality_cifar10.png"), meta)
 
 
@@ -462,23 +458,12 @@ def main(argv=None):
         "eval_test_images": len(eval_test[0]),
         "keras": keras.__version__,
         "python": platform.python_version(),
-        "cpu": cpu_model(),
+        "cpu": _report.cpu_model_and_flags()[0] or platform.processor() or "unknown CPU",
         "cores": os.cpu_count(),
         "wall_seconds": time.perf_counter() - started,
     }
     write_report(args, results, meta)
     return 0
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

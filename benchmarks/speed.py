@@ -65,11 +65,8 @@ Prints Markdown tables and writes them with the raw numbers to `--output`
 """
 
 import argparse
-import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -78,6 +75,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+import _report  # noqa: E402
 import pretrain_step  # noqa: E402
 
 SECTIONS = ("augmentation", "step", "scaling")
@@ -357,30 +355,12 @@ def torchvision_status(python):
 
 
 def machine_info(torchvision_versions):
-    model, flags = None, []
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name") and model is None:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
-    versions = {}
-    for package in ("keras", "tensorflow", "jax", "torch"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
+    machine = _report.machine_info(("keras", "tensorflow", "jax", "torch"))
+    flags = _report.cpu_model_and_flags()[1]
+    machine["cpu_bf16_instructions"] = [f for f in BF16_FLAGS if f in flags]
     for package, version in (torchvision_versions or {}).items():
-        versions[f"{package} (torchvision venv)"] = version
-    return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "cpu_bf16_instructions": [f for f in BF16_FLAGS if f in flags],
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
+        machine["versions"][f"{package} (torchvision venv)"] = version
+    return machine
 
 
 # --- augmentation ---
@@ -660,14 +640,14 @@ def main():
         return
 
     sections = csv(args.sections)
-    machine = machine_info(None)
+    torchvision_versions, skip_reason = torchvision_status(args.torchvision_python)
+    machine = machine_info(torchvision_versions)
     has_bf16 = bool(machine["cpu_bf16_instructions"])
     if args.precision == "auto":
         args.precision = "mixed_bfloat16" if has_bf16 else "float32"
-    torchvision_versions, skip_reason = torchvision_status(args.torchvision_python)
     results = {
         "command": shlex.join([sys.executable] + sys.argv),
-        "machine": machine_info(torchvision_versions),
+        "machine": machine,
         "arguments": {k: v for k, v in vars(args).items() if k != "child"},
     }
     markdown = [
@@ -695,11 +675,7 @@ def main():
         markdown += ["", f"## {section}", ""] + results[section]["table"]
 
     print("\n".join(markdown))
-    os.makedirs(output_dir, exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
-    with open(os.path.splitext(args.output)[0] + ".md", "w") as f:
-        f.write("\n".join(markdown) + "\n")
+    _report.write_results(args.output, results, markdown)
 
 
 if __name__ == "__main__":
