@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_simclr.layers.fused_batch_normalization import FusedBatchNormalization
+
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
 class PredictionHead(keras.layers.Layer):
@@ -69,7 +71,7 @@ class PredictionHead(keras.layers.Layer):
         self.hidden = keras.layers.Dense(
             hidden_dim, use_bias=False, dtype=self.dtype_policy, name="dense_0"
         )
-        self.batch_norm = keras.layers.BatchNormalization(
+        self.batch_norm = FusedBatchNormalization(
             momentum=batch_norm_momentum,
             epsilon=batch_norm_epsilon,
             dtype=self.dtype_policy,

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_simclr.layers.fused_batch_normalization import FusedBatchNormalization
+
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
 class ProjectionHead(keras.layers.Layer):
@@ -95,7 +97,7 @@ class ProjectionHead(keras.layers.Layer):
                 )
             )
             self.batch_norm_layers.append(
-                keras.layers.BatchNormalization(
+                FusedBatchNormalization(
                     momentum=batch_norm_momentum,
                     epsilon=batch_norm_epsilon,
                     center=not last,
