@@ -47,6 +47,10 @@ Prints Markdown tables and writes them with the raw numbers to `--output`
 others) and to the same path with `.md`.
 """
 
+# First, before anything loads TensorFlow, which reads its oneDNN setting
+# once: importing keras_simclr turns oneDNN on (keras_simclr.cpu_defaults).
+import keras_simclr  # noqa: F401, E402
+
 import argparse
 import json
 import os

@@ -14,6 +14,10 @@ on the shared pipeline and how far each gets in the same few minutes, not how
 they rank after hundreds of epochs on ImageNet.
 """
 
+# First, before anything loads TensorFlow, which reads its oneDNN setting
+# once: importing keras_simclr turns oneDNN on (keras_simclr.cpu_defaults).
+import keras_simclr  # noqa: F401, E402
+
 import json
 import os
 import subprocess

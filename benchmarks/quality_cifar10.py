@@ -40,6 +40,10 @@ curves and accuracies), `quality_cifar10.md` (the table) and
 `quality_cifar10.png` (kNN accuracy against training time) to `--output_dir`.
 """
 
+# First, before anything loads TensorFlow, which reads its oneDNN setting
+# once: importing keras_simclr turns oneDNN on (keras_simclr.cpu_defaults).
+import keras_simclr  # noqa: F401, E402
+
 import argparse
 import math
 import os

@@ -3,7 +3,12 @@
 Runs unchanged on the TensorFlow, JAX and PyTorch backends.
 """
 
-from keras_simclr import callbacks
+# Before anything imports TensorFlow: it reads this setting once, at import.
+from keras_simclr import cpu_defaults as _cpu_defaults
+
+_cpu_defaults.enable_onednn()
+
+from keras_simclr import callbacks  # noqa: E402
 from keras_simclr import distribute
 from keras_simclr import evaluation
 from keras_simclr import layers

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_simclr import cpu_defaults
 from keras_simclr import distribute
 from keras_simclr.layers.prediction_head import PredictionHead
 from keras_simclr.layers.projection_head import ProjectionHead
@@ -657,6 +658,8 @@ class SimCLRPretrainer(keras.Model):
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         distribute.check_supported()
+        if keras.backend.backend() == "tensorflow":
+            cpu_defaults.check_onednn()
         self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
         if not self.built:
             # Callbacks such as BackupAndRestore need the variables at once.

@@ -271,3 +271,24 @@ def test_bad_arguments(kwargs, match):
 def test_compile_rejects_a_loss():
     with pytest.raises(ValueError, match="loss"):
         make_pretrainer().compile(optimizer="sgd", loss="mse")
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+def test_fit_says_once_when_tensorflow_runs_without_onednn(monkeypatch, capsys,
+                                                            onednn):
+    from keras_simclr import cpu_defaults
+
+    monkeypatch.delenv(cpu_defaults.ONEDNN_VARIABLE, raising=False)
+    monkeypatch.setattr(cpu_defaults.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu_defaults, "onednn_enabled", lambda: onednn)
+    monkeypatch.setattr(cpu_defaults, "_notice_printed", False)
+    images, _ = images_and_labels(n=8)
+    model = make_pretrainer()
+    model.compile(optimizer="sgd")
+    model.fit(images, batch_size=8, epochs=2, verbose=0)
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    notices = [line for line in capsys.readouterr().err.splitlines()
+               if "oneDNN kernels off" in line]
+    # Only TensorFlow has the setting; there one line for the whole process.
+    expected = int(keras.backend.backend() == "tensorflow" and not onednn)
+    assert len(notices) == expected
