@@ -16,6 +16,20 @@ median seconds per step:
   in float32 and in its best CPU configuration (bf16 autocast +
   channels_last).
 
+Two networks (`--networks`): `resnet18` (the library's ResNet-18, CIFAR
+stem) and `small_cnn` (four 3x3 convolutions with batch norm and ReLU, 64,
+128, 256 and 512 channels, the last three with stride 2, then global average
+pooling: the network of a quick CIFAR check). Keras configurations take two
+more settings, each child process its own:
+
+- `layers`: `fast` (the library's `ChannelsLastConv2D` and
+  `FusedBatchNormalization`, what keras_simclr builds) or `keras` (Keras's own
+  `Conv2D` and `BatchNormalization`, what a bare Keras model has);
+- `onednn`: `default` (TensorFlow's own choice for this CPU: the child imports
+  Keras, hence TensorFlow, before keras_simclr, as a user's script that never
+  heard of the setting does), `on` or `off` (`TF_ENABLE_ONEDNN_OPTS=1`/`0`
+  set before TensorFlow loads).
+
     python benchmarks/pretrain_step.py                       # everything
     python benchmarks/pretrain_step.py --backends=tensorflow --precisions=mixed_bfloat16
 
@@ -48,8 +62,12 @@ def child_keras(config):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(batch * config["batches"], size, size, 3)).astype("uint8")
 
-    encoder = keras_simclr.models.ResNet(18, cifar_stem=True, input_shape=(size, size, 3))
+    encoder = build_encoder(config.get("network", "resnet18"), size)
+    if config.get("layers", "fast") == "keras":
+        encoder = with_keras_layers(encoder)
     head = keras_simclr.layers.ProjectionHead(output_dim=128, num_layers=2)
+    if config.get("layers", "fast") == "keras":
+        head = keras_head(head)
     mode = config["mode"]
     if mode == "bare":
 
@@ -74,7 +92,10 @@ def child_keras(config):
         model = keras_simclr.models.SimCLRPretrainer(
             encoder, augmentation=augmentation, projection_head=head, temperature=0.5
         )
-    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        jit_compile=config.get("jit_compile", "auto"),
+    )
     if mode == "library":
         x = images
     else:
@@ -89,6 +110,8 @@ def child_keras(config):
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
+            # Reading the loss waits for the step (asynchronous on a GPU).
+            float(keras.ops.convert_to_numpy((logs or {}).get("loss", 0.0)))
             self.times.append(time.perf_counter() - self.start)
 
     timer = Timer()
@@ -104,6 +127,58 @@ def child_keras(config):
         shuffle=False,
     )
     return timer.times[config["warmup"] :]
+
+
+def build_encoder(network, size):
+    """The library's ResNet-18 (CIFAR stem) or the small CNN, built with the
+    library's layers."""
+    import keras
+    import keras_simclr
+
+    if network == "resnet18":
+        return keras_simclr.models.ResNet(18, cifar_stem=True, input_shape=(size, size, 3))
+    if network != "small_cnn":
+        raise ValueError(f"unknown network {network!r}")
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1.0 / 255)(inputs)
+    for filters, strides in SMALL_CNN:
+        x = keras_simclr.layers.ChannelsLastConv2D(
+            filters, 3, strides=strides, padding="same" if strides == 1 else "valid",
+            use_bias=False,
+        )(keras.layers.ZeroPadding2D(1)(x) if strides > 1 else x)
+        x = keras_simclr.layers.FusedBatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+        x = keras.layers.ReLU()(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+# (filters, stride) of the small CNN's convolutions.
+SMALL_CNN = ((64, 1), (128, 2), (256, 2), (512, 2))
+
+
+def with_keras_layers(model):
+    """`model` cloned with Keras's own Conv2D and BatchNormalization."""
+    import keras
+    from keras_simclr.layers.fast_layers import FASTER_LAYERS
+
+    plain = {faster: keras_layer for keras_layer, faster in FASTER_LAYERS.items()}
+    return keras.models.clone_model(
+        model,
+        clone_function=lambda layer: plain.get(type(layer), type(layer)).from_config(
+            layer.get_config()
+        ),
+        recursive=True,
+    )
+
+
+def keras_head(head):
+    """`head` (a ProjectionHead) with Keras's own BatchNormalization."""
+    import keras
+
+    head.batch_norm_layers = [
+        keras.layers.BatchNormalization.from_config(layer.get_config())
+        for layer in head.batch_norm_layers
+    ]
+    return head
 
 
 def child_torch(config):
@@ -132,22 +207,30 @@ def child_torch(config):
             out = self.bn2(self.conv2(out))
             return F.relu(out + self.shortcut(x))
 
-    layers = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
-    cin = 64
-    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
-        layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
-        cin = cout
+    if config.get("network", "resnet18") == "small_cnn":
+        layers, cin = [], 3
+        for cout, stride in SMALL_CNN:
+            layers += [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            cin = cout
+    else:
+        layers = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
+        cin = 64
+        for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
+            cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     model = nn.Sequential(
         *layers,
         nn.Linear(512, 512, bias=False), nn.BatchNorm1d(512), nn.ReLU(),
         nn.Linear(512, 128, bias=False), nn.BatchNorm1d(128, affine=True),
     )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     best = config["mode"] == "torch_bf16"
+    model = model.to(device)
     if best:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    views = torch.rand(2 * batch, 3, size, size)
+    views = torch.rand(2 * batch, 3, size, size, device=device)
     if best:
         views = views.contiguous(memory_format=torch.channels_last)
 
@@ -156,26 +239,43 @@ def child_torch(config):
         logits = z @ z.T / t
         logits.fill_diagonal_(-1e9)
         n = z.shape[0] // 2
-        targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+        targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(device)
         return F.cross_entropy(logits, targets)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     times = []
     for step in range(config["warmup"] + config["steps"]):
+        sync()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=best):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=best):
             loss = nt_xent(model(views))
         loss.backward()
         optimizer.step()
+        sync()
         times.append(time.perf_counter() - start)
     return times[config["warmup"] :]
 
 
-def run_child(config):
+def child_environment(config):
+    """The environment of a child: its Keras backend and oneDNN setting."""
     env = dict(os.environ)
-    if config["backend"] != "pytorch":
+    if config.get("backend") not in (None, "pytorch"):
         env["KERAS_BACKEND"] = config["backend"]
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Without a setting, what importing keras_simclr first gives: oneDNN on.
+    onednn = config.get("onednn", "on")
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if onednn != "default":
+        env["TF_ENABLE_ONEDNN_OPTS"] = {"on": "1", "off": "0"}[onednn]
+    return env
+
+
+def run_child(config):
+    env = child_environment(config)
     result = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(config)],
         env=env, capture_output=True, text=True,

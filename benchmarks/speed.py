@@ -19,13 +19,20 @@ is fixed at import), side by side in one run:
      a `DataLoader` with `--workers` worker processes; epochs timed as for
      `tf.data`.
    The ratio is images/s over the torchvision DataLoader's images/s.
-2. `step`: one pretraining step (ResNet-18 with the CIFAR stem, 2-layer
-   projection head, NT-Xent, SGD with momentum, 32x32 images), in images per
-   second: `SimCLRPretrainer.fit` on raw images, augmentation inside the step,
-   on each Keras backend in `--precision`, and the plain PyTorch loop of
-   `pretrain_step.py` (float32, and bf16 autocast + channels_last) fed
-   ready-made views, so without any augmentation. The ratio is images/s over
-   the faster PyTorch loop's.
+2. `step`: one pretraining step (2-layer projection head, NT-Xent, SGD with
+   momentum, 32x32 images) of each network of `--networks` (the small CNN and
+   ResNet-18 with the CIFAR stem of `pretrain_step.py`), in images per
+   second, from what a bare Keras user gets to what keras_simclr sets up (the
+   rows of `STEP_ROWS`): a bare Keras step with Keras's own layers and
+   TensorFlow's oneDNN default, then oneDNN off and on, then the library's
+   fast layers (`ChannelsLastConv2D`, `FusedBatchNormalization`), then
+   `SimCLRPretrainer.fit` fed views and on raw images (augmentation inside the
+   step), on TensorFlow and torch, and the library on JAX; all in float32,
+   and on a CPU with bfloat16 instructions the library rows again in
+   `mixed_bfloat16`. Next to them the plain PyTorch loop of `pretrain_step.py`
+   (float32, and bf16 autocast + channels_last) fed ready-made views, so
+   without any augmentation. The ratios are images/s over the PyTorch loop's
+   in each of its two configurations.
 3. `scaling`: on `--scaling_backend`, the step fed ready-made views (so
    without augmentation) against the batch size (32x32 images) and the image
    size (batch `--image_size_batch`, same network, CIFAR stem included),
@@ -313,10 +320,7 @@ CHILDREN = {
 
 
 def run_child(config, python=sys.executable):
-    env = dict(os.environ)
-    if config.get("backend") in KERAS_BACKENDS:
-        env["KERAS_BACKEND"] = config["backend"]
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = pretrain_step.child_environment(config)
     result = subprocess.run(
         [python, os.path.abspath(__file__), "--child", json.dumps(config)],
         env=env, capture_output=True, text=True,
@@ -434,11 +438,13 @@ def augmentation_table(rows, args):
 # --- step ---
 
 
-def step_config(backend, mode, precision, batch_size, image_size, args):
+def step_config(backend, mode, precision, batch_size, image_size, args,
+                network="resnet18", layers="fast", onednn="on"):
     return {
         "kind": "step", "backend": backend, "mode": mode, "precision": precision,
         "batch_size": batch_size, "image_size": image_size,
         "steps": args.steps, "warmup": args.warmup, "batches": 2,
+        "network": network, "layers": layers, "onednn": onednn,
     }
 
 
@@ -449,52 +455,92 @@ def with_step_speed(row):
     return row
 
 
+# (label, backend, mode, layers, oneDNN) of the step section, float32; the
+# TensorFlow rows go from what a bare Keras user gets to what keras_simclr
+# sets up. "library" makes the views in the step; the other modes are fed
+# ready-made views, as the PyTorch loop is.
+STEP_ROWS = (
+    ("bare Keras step, Keras layers, TensorFlow's oneDNN default", "tensorflow", "bare", "keras", "default"),
+    ("bare Keras step, Keras layers, oneDNN off", "tensorflow", "bare", "keras", "off"),
+    ("bare Keras step, Keras layers, oneDNN on", "tensorflow", "bare", "keras", "on"),
+    ("bare Keras step, fast layers, oneDNN on", "tensorflow", "bare", "fast", "on"),
+    ("keras_simclr, views given", "tensorflow", "views", "fast", "on"),
+    ("keras_simclr, augmentation in the step", "tensorflow", "library", "fast", "on"),
+    ("bare Keras step, Keras layers", "torch", "bare", "keras", "default"),
+    ("bare Keras step, fast layers", "torch", "bare", "fast", "default"),
+    ("keras_simclr, views given", "torch", "views", "fast", "default"),
+    ("keras_simclr, augmentation in the step", "torch", "library", "fast", "default"),
+    ("keras_simclr, augmentation in the step", "jax", "library", "fast", "default"),
+)
+# In bfloat16 (CPUs with bfloat16 instructions only), the library's rows.
+BF16_STEP_ROWS = tuple(
+    row for row in STEP_ROWS
+    if row[0].startswith("keras_simclr, augmentation")
+)
+
+
 def step_rows(args, has_bf16):
-    configs = [
-        step_config(backend, "library", args.precision, args.batch_size, 32, args)
-        for backend in csv(args.backends)
-    ] + [
-        step_config("pytorch", "torch_fp32", "float32", args.batch_size, 32, args),
-    ]
-    bf16 = step_config(
-        "pytorch", "torch_bf16", "bf16 autocast + channels_last",
-        args.batch_size, 32, args,
-    )
-    rows = [with_step_speed(run_child(config)) for config in configs]
-    if has_bf16:
-        return rows + [with_step_speed(run_child(bf16))]
-    return rows + [dict(bf16, skipped="no bfloat16 instructions on this CPU")]
+    backends = set(csv(args.backends))
+    rows = []
+    for network in csv(args.networks):
+        plans = [(STEP_ROWS, "float32")]
+        if has_bf16:
+            plans.append((BF16_STEP_ROWS, "mixed_bfloat16"))
+        for plan, precision in plans:
+            for label, backend, mode, layers, onednn in plan:
+                if backend not in backends:
+                    continue
+                config = step_config(
+                    backend, mode, precision, args.batch_size, 32, args,
+                    network=network, layers=layers, onednn=onednn,
+                )
+                rows.append(with_step_speed(run_child(dict(config, label=label))))
+        for mode, precision in (("torch_fp32", "float32"),
+                                ("torch_bf16", "bf16 autocast + channels_last")):
+            config = dict(
+                step_config("pytorch", mode, precision, args.batch_size, 32, args,
+                            network=network),
+                label="plain PyTorch loop",
+            )
+            if mode == "torch_bf16" and not has_bf16:
+                rows.append(dict(config, skipped="no bfloat16 instructions on this CPU"))
+            else:
+                rows.append(with_step_speed(run_child(config)))
+    return rows
 
 
 def step_table(rows, args):
-    torch_speeds = [
-        r["images_per_second"] for r in rows
-        if r["backend"] == "pytorch" and "images_per_second" in r
-    ]
-    best = max(torch_speeds, default=None)
     lines = [
-        f"Pretraining step, ResNet-18 (CIFAR stem), batch {args.batch_size} "
-        f"images of 32x32 (2 views each), median of {args.steps} steps after "
-        f"{args.warmup}. keras_simclr augments in the step; the PyTorch loop is "
-        "fed ready-made views (no augmentation)\n",
-        "| configuration | backend | precision | s/step | images/s | "
-        "ratio to best PyTorch loop |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"Pretraining step, batch {args.batch_size} images of 32x32 (2 views "
+        f"each), median of {args.steps} steps after {args.warmup}. Ratios are "
+        "images/s over the plain PyTorch loop's of the same network, in "
+        "float32 and in bf16 autocast + channels_last (where the CPU has "
+        "bfloat16 instructions)\n",
+        "| network | configuration | backend | precision | s/step | images/s | "
+        "vs PyTorch fp32 | vs PyTorch bf16 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        name = "plain PyTorch loop" if row["backend"] == "pytorch" else "keras_simclr"
+        references = {
+            r["mode"]: r.get("images_per_second") for r in rows
+            if r["backend"] == "pytorch" and r["network"] == row["network"]
+        }
         if "skipped" in row:
             lines.append(
-                f"| {name} | {row['backend']} | {row['precision']} | "
-                f"skipped: {row['skipped']} | | |"
+                f"| {row['network']} | {row['label']} | {row['backend']} | "
+                f"{row['precision']} | skipped: {row['skipped']} | | | |"
             )
             continue
         speed = row.get("images_per_second")
-        ratio = speed / best if speed and best else None
+        ratios = [
+            fmt(speed / references[mode] if speed and references.get(mode) else None,
+                ".2f", "n/a")
+            for mode in ("torch_fp32", "torch_bf16")
+        ]
         lines.append(
-            f"| {name} | {row['backend']} | {row['precision']} | "
-            f"{fmt(row.get('seconds_per_step'), '.2f')} | {fmt(speed, '.1f')} | "
-            f"{fmt(ratio, '.2f', 'n/a')} |"
+            f"| {row['network']} | {row['label']} | {row['backend']} | "
+            f"{row['precision']} | {fmt(row.get('seconds_per_step'), '.2f')} | "
+            f"{fmt(speed, '.1f')} | {ratios[0]} | {ratios[1]} |"
         )
     return lines
 
@@ -615,6 +661,8 @@ def parse_args():
                         help="DataLoader worker processes of the torchvision reference")
     parser.add_argument("--torchvision_python", default="/tmp/tvenv/bin/python")
     parser.add_argument("--batch_size", type=int, default=256, help="of the step section")
+    parser.add_argument("--networks", default="small_cnn,resnet18",
+                        help="networks of the step section: small_cnn, resnet18")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--scaling_backend", default="tensorflow")
