@@ -49,7 +49,7 @@ others) and to the same path with `.md`.
 
 # First, before anything loads TensorFlow, which reads its oneDNN setting
 # once: importing keras_simclr turns oneDNN on (keras_simclr.cpu_defaults).
-import keras_simclr  # noqa: F401, E402
+from keras_simclr import cpu_defaults  # noqa: F401, E402
 
 import argparse
 import json

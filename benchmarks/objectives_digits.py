@@ -16,7 +16,7 @@ they rank after hundreds of epochs on ImageNet.
 
 # First, before anything loads TensorFlow, which reads its oneDNN setting
 # once: importing keras_simclr turns oneDNN on (keras_simclr.cpu_defaults).
-import keras_simclr  # noqa: F401, E402
+from keras_simclr import cpu_defaults  # noqa: F401, E402
 
 import json
 import os

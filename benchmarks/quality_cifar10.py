@@ -15,7 +15,15 @@ Next to it, with the same architecture and evaluations:
 - `random`: the encoder as initialised, never trained;
 - `supervised`: the encoder trained with the labels (cross-entropy, random
   flips and 4-pixel translations, SGD with Nesterov momentum) for the same
-  budget.
+  budget;
+- `lightly`: lightly's SimCLR (its `SimCLRTransform`, `SimCLRProjectionHead`,
+  `NTXentLoss` and `LARS`) on torchvision's ResNet-18 with the same CIFAR
+  stem, with the same hyper-parameters, schedule and budget, trained in a
+  separate virtual environment by `_lightly_child.py` (see there; set it up
+  with `python -m venv /tmp/lvenv && /tmp/lvenv/bin/pip install torch==2.14.1
+  torchvision==0.29.1 lightly==1.6.0`, or name another interpreter with
+  `--lightly_python`). It returns features, which are scored here exactly as
+  keras_simclr's. Without that environment its row says `skipped`.
 
 Both trained runs follow the same learning-rate schedule on the budget: a
 linear warm-up over its first `--warmup_fraction`, then a cosine to 0, where
@@ -42,7 +50,7 @@ curves and accuracies), `quality_cifar10.md` (the table) and
 
 # First, before anything loads TensorFlow, which reads its oneDNN setting
 # once: importing keras_simclr turns oneDNN on (keras_simclr.cpu_defaults).
-import keras_simclr  # noqa: F401, E402
+from keras_simclr import cpu_defaults  # noqa: F401, E402
 
 import argparse
 import math
@@ -62,6 +70,16 @@ import numpy as np  # noqa: E402
 
 CLASSES = 10
 IMAGE_SIZE = 32
+RUN_NAMES = {
+    "simclr": "SimCLR (no labels)",
+    "lightly": "lightly SimCLR (no labels)",
+    "supervised": "supervised (all labels)",
+    "random": "random init",
+}
+LIGHTLY_SETUP = (
+    "python -m venv /tmp/lvenv && /tmp/lvenv/bin/pip install torch==2.14.1 "
+    "torchvision==0.29.1 lightly==1.6.0"
+)
 
 
 def parse_args(argv=None):
@@ -69,7 +87,9 @@ def parse_args(argv=None):
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="Training budget per trained run, in minutes (default 15).")
     budget.add_argument("--epochs", type=float, help="Training budget per trained run, in passes over the training images.")
-    parser.add_argument("--runs", default="simclr,supervised,random", help="Comma list of: simclr, supervised, random.")
+    parser.add_argument("--runs", default="simclr,supervised,random", help="Comma list of: simclr, lightly, supervised, random.")
+    parser.add_argument("--lightly_python", default="/tmp/lvenv/bin/python", help="Interpreter of the lightly environment.")
+    parser.add_argument("--lightly_workers", type=int, default=2, help="DataLoader workers of the lightly run.")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--simclr_learning_rate", type=float, default=1.0, help="LARS rate per 256 images (the paper's CIFAR-10 setting).")
     parser.add_argument("--temperature", type=float, default=0.5)
@@ -99,9 +119,9 @@ def parse_args(argv=None):
         if value is not None and not value > 0:
             parser.error(f"--{name} must be positive. Received: {value}")
     runs = [r for r in args.runs.split(",") if r]
-    unknown = sorted(set(runs) - {"simclr", "supervised", "random"})
+    unknown = sorted(set(runs) - set(RUN_NAMES))
     if unknown or not runs:
-        parser.error(f"--runs takes simclr, supervised, random. Received: {args.runs!r}")
+        parser.error(f"--runs takes {', '.join(RUN_NAMES)}. Received: {args.runs!r}")
     args.runs = runs
     if not 0 <= args.warmup_fraction < 1:
         parser.error(f"--warmup_fraction must be in [0, 1). Received: {args.warmup_fraction}")
@@ -288,12 +308,24 @@ def train_supervised(args, keras, keras_simclr, train_images, train_labels, test
 
 def score(keras, keras_simclr, encoder, train, test, linear_epochs):
     """kNN and linear-evaluation accuracy of the encoder's frozen features,
-    computed once for both (the evaluations then take them through an
-    identity layer)."""
+    computed once for both."""
     evaluation = keras_simclr.evaluation
     start = time.perf_counter()
     train_features, train_labels = evaluation.extract_features(encoder, train, batch_size=500)
     test_features, test_labels = evaluation.extract_features(encoder, test, batch_size=500)
+    scores = score_features(
+        keras, keras_simclr, (train_features, train_labels), (test_features, test_labels), linear_epochs
+    )
+    scores["evaluation_seconds"] = time.perf_counter() - start
+    return scores
+
+
+def score_features(keras, keras_simclr, train, test, linear_epochs):
+    """kNN and linear evaluation of features given as `(features, labels)`
+    pairs (through an identity layer)."""
+    evaluation = keras_simclr.evaluation
+    start = time.perf_counter()
+    (train_features, train_labels), (test_features, test_labels) = train, test
     features = keras.layers.Identity()
     knn = evaluation.knn_accuracy(
         features, (train_features, train_labels), (test_features, test_labels), k=200, temperature=0.1
@@ -314,15 +346,62 @@ def score(keras, keras_simclr, encoder, train, test, linear_epochs):
     }
 
 
+def train_lightly(args, keras, keras_simclr, x_train, curve_train, curve_test, eval_train, eval_test, budget, eval_every):
+    """Runs `_lightly_child.py` under `--lightly_python` on the same images,
+    budget and schedule, and scores the features it returns: the kNN curve
+    on the same subsets and the final kNN and linear evaluation. Returns the
+    run's result, or `{"skipped": reason}`."""
+    import json
+    import subprocess
+    import tempfile
+
+    if not os.path.exists(args.lightly_python):
+        return {"skipped": f"no lightly environment at {args.lightly_python}; set it up with `{LIGHTLY_SETUP}`"}
+    with tempfile.TemporaryDirectory() as folder:
+        arrays = os.path.join(folder, "arrays.npz")
+        np.savez(
+            arrays, train_images=x_train, curve_train_images=curve_train[0], curve_test_images=curve_test[0],
+            eval_train_images=eval_train[0], eval_test_images=eval_test[0],
+        )
+        job = {
+            "arrays": arrays, "output": os.path.join(folder, "features.npz"), "seed": args.seed,
+            "batch_size": args.batch_size, "learning_rate": args.simclr_learning_rate,
+            "temperature": args.temperature, "warmup_fraction": args.warmup_fraction,
+            "steps_per_round": args.steps_per_round, "workers": args.lightly_workers,
+            "seconds": budget.seconds, "steps": budget.steps, "eval_every_seconds": eval_every,
+        }
+        child = subprocess.run(
+            [args.lightly_python, os.path.join(HERE, "_lightly_child.py"), json.dumps(job)],
+            capture_output=True, text=True,
+        )
+        lines = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
+        if child.returncode != 0 or not lines:
+            raise RuntimeError(f"the lightly run failed:\n{(child.stderr or child.stdout)[-3000:]}")
+        result = json.loads(lines[-1][len("RESULT "):])
+        with np.load(job["output"]) as features:
+            for index, point in enumerate(result["curve"]):
+                knn = keras_simclr.evaluation.knn_accuracy(
+                    keras.layers.Identity(),
+                    (features[f"curve_{index}_train"], curve_train[1]),
+                    (features[f"curve_{index}_test"], curve_test[1]),
+                )
+                point["knn_top1"] = float(knn["top1"])
+                print(f"  {point['minutes']:6.2f} min, {point['steps']:5d} steps: "
+                      f"kNN top-1 {point['knn_top1']:.4f} (subset)", flush=True)
+            start = time.perf_counter()
+            scores = score_features(
+                keras, keras_simclr, (features["eval_train"], eval_train[1]),
+                (features["eval_test"], eval_test[1]), args.linear_epochs,
+            )
+            scores["evaluation_seconds"] = time.perf_counter() - start
+    return {**result, **scores}
+
+
 # ---------------------------------------------------------------- report
 
 
 def write_report(args, results, meta):
-    names = {
-        "simclr": "SimCLR (no labels)",
-        "supervised": "supervised (all labels)",
-        "random": "random init",
-    }
+    names = RUN_NAMES
     budget = f"{args.minutes:g} min" if args.minutes is not None else f"{args.epochs:g} epochs"
     lines = [
         f"ResNet-18 (CIFAR stem), CIFAR-10 JPEG copy, budget {budget} per trained run, "
@@ -335,6 +414,9 @@ def write_report(args, results, meta):
     ]
     for name in args.runs:
         r = results[name]
+        if "skipped" in r:
+            lines.append(f"| {names[name]} | skipped: {r['skipped']} | | | | | | |")
+            continue
         lines.append(
             f"| {names[name]} | {r['train_seconds'] / 60:.1f} min | {r['steps']} | {r['epochs']:.2f} | "
             f"{100 * r['knn_top1']:.1f}% | {100 * r['knn_top5']:.1f}% | "
@@ -356,8 +438,8 @@ def plot_curves(args, results, names, path, meta):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for name, style in (("simclr", "o-"), ("supervised", "s-")):
-        if name in results and results[name]["curve"]:
+    for name, style in (("simclr", "o-"), ("lightly", "^-"), ("supervised", "s-")):
+        if name in results and results[name].get("curve"):
             curve = results[name]["curve"]
             ax.plot([p["minutes"] for p in curve], [100 * p["knn_top1"] for p in curve], style, label=names[name])
     if "random" in results:
@@ -420,6 +502,19 @@ def main(argv=None):
         keras.utils.set_random_seed(args.seed)
         run_start = time.perf_counter()
         extra = {}
+        if name == "lightly":
+            result = train_lightly(
+                args, keras, keras_simclr, x_train, curve_train, curve_test, eval_train, eval_test, budget, eval_every
+            )
+            if "skipped" not in result:
+                result["epochs"] = result["steps"] * args.batch_size / len(x_train)
+                result["wall_seconds"] = time.perf_counter() - run_start
+                print(f"   kNN top-1 {result['knn_top1']:.4f}, linear top-1 {result['linear_top1']:.4f} "
+                      f"({result['wall_seconds'] / 60:.1f} min in all)", flush=True)
+            else:
+                print(f"   skipped: {result['skipped']}", flush=True)
+            results[name] = result
+            continue
         if name == "random":
             encoder = build_encoder(keras_simclr)
             callback = None
