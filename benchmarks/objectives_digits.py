@@ -36,7 +36,7 @@ flags.DEFINE_list(
 flags.DEFINE_integer("epochs", 10, "Epochs of every run.")
 flags.DEFINE_string(
     "extra_flags",
-    "--optimizer=sgd --weight_decay=5e-4 --queue_size=4096",
+    "--optimizer=sgd --weight_decay=5e-4",
     "Flags given to every run of examples/pretrain.py.",
 )
 flags.DEFINE_string("work_dir", "runs/objectives_digits", "Where the runs write.")
@@ -60,6 +60,8 @@ def main(argv):
             f"--model_dir={model_dir}",
             "--verbose=0",
             *FLAGS.extra_flags.split(),
+            # MoCo's queue; pretrain.py refuses the flag for the others.
+            *(["--queue_size=4096"] if objective == "moco" else []),
         ]
         start = time.time()
         result = subprocess.run(command, capture_output=True, text=True)

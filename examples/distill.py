@@ -42,8 +42,10 @@ flags.DEFINE_string(
     "Run directory holding classifier.keras (examples/finetune.py); the student is written there.",
 )
 flags.DEFINE_integer("student_depth", None, "Student ResNet depth (default: the teacher's).")
-flags.DEFINE_integer(
-    "student_width_multiplier", None, "Student ResNet width (default: the teacher's)."
+flags.DEFINE_float(
+    "student_width_multiplier", None,
+    "Student ResNet width; fractions such as 0.25 or 0.5 make small students "
+    "(default: the teacher's)."
 )
 flags.DEFINE_float("temperature", 1.0, "Distillation temperature tau.", lower_bound=0.0)
 flags.DEFINE_integer("epochs", 20, "Passes over the unlabeled training images.")

@@ -52,10 +52,16 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_float(
     "label_fraction", 0.1,
-    "Fraction of the training labels used, class-balanced (SimCLR v2: 0.01 and 0.1).",
+    "Fraction of the training labels used, class-balanced (SimCLR v2: 0.01 and "
+    "0.1); in (0, 1].",
 )
-flags.DEFINE_integer("epochs", 30, "Passes over the labelled images.")
-flags.DEFINE_integer("batch_size", 64, "Labelled images per step.")
+flags.register_validator(
+    "label_fraction",
+    lambda value: 0.0 < value <= 1.0,
+    message="--label_fraction must be a number in (0, 1], e.g. 0.01 or 0.1.",
+)
+flags.DEFINE_integer("epochs", 30, "Passes over the labelled images.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Labelled images per step.", lower_bound=1)
 flags.DEFINE_float(
     "learning_rate", 0.1,
     "Learning rate of SGD with Nesterov momentum 0.9, per 256 images (scaled "
@@ -63,7 +69,10 @@ flags.DEFINE_float(
 )
 flags.DEFINE_integer("max_images", None, "Use at most this many training images before taking the fraction.")
 flags.DEFINE_boolean("baseline", False, "Also train the classifier from a random encoder on the same labels.")
-flags.DEFINE_integer("seed", 0, "Seed of the label fraction, initialisation and data order.")
+flags.DEFINE_integer(
+    "seed", 0, "Seed of the label fraction, initialisation and data order.",
+    lower_bound=0,
+)
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
 
 
@@ -104,10 +113,25 @@ def main(argv):
         train_images, train_labels, test_images, test_labels = (
             example_data.load_pretraining_dataset(pretraining_flags, FLAGS.max_images)
         )
+    except example_data.UsageError as error:
+        raise app.UsageError(str(error))
+    if train_labels is None:
+        raise app.UsageError(
+            f"Fine-tuning needs labels, and the images of --model_dir={FLAGS.model_dir} "
+            "have none: examples/pretrain.py read them from "
+            f"{pretraining_flags.get('data_dir')}, a folder without class subfolders."
+        )
+    pretrainer_path = os.path.join(FLAGS.model_dir, "pretrainer.keras")
+    if not os.path.exists(pretrainer_path):
+        raise app.UsageError(
+            f"--model_dir={FLAGS.model_dir} holds no pretrainer.keras: let "
+            "examples/pretrain.py finish there first (rerun it to resume)."
+        )
+    try:
         labelled = keras_simclr.data.label_fraction_indices(
             train_labels, FLAGS.label_fraction, seed=FLAGS.seed
         )
-    except (example_data.UsageError, ValueError) as error:
+    except ValueError as error:
         raise app.UsageError(str(error))
     keras.utils.set_random_seed(FLAGS.seed)
     images, labels = train_images[labelled], train_labels[labelled]
@@ -118,9 +142,7 @@ def main(argv):
         f"{num_classes} classes; backend={keras.backend.backend()}"
     )
 
-    pretrainer = keras.saving.load_model(
-        os.path.join(FLAGS.model_dir, "pretrainer.keras"), compile=False
-    )
+    pretrainer = keras.saving.load_model(pretrainer_path, compile=False)
     try:
         classifier = keras_simclr.models.SimCLRClassifier(
             pretrainer, num_classes, head_layers=FLAGS.head_layers, mode=FLAGS.mode

@@ -6,11 +6,18 @@ The default dataset is scikit-learn's bundled handwritten digits (1,797 real
     python examples/pretrain.py --model_dir=runs/digits
 
 Any folder of images in class subfolders works too (here the CIFAR-10 copy of
-`../shared/data`, unpacked):
+`../shared/data`, unpacked); its images are streamed from disk, so it may be
+larger than the memory, and a fifth of them is held out for evaluation:
 
     python examples/pretrain.py --dataset=image_folder \
         --data_dir=~/.cache/keras_simclr/cifar10/train --image_size=32 \
         --epochs=100 --batch_size=256 --model_dir=runs/cifar10
+
+A flat folder of unlabelled images pretrains on all of them; without labels
+the kNN monitor and the linear-probe evaluation are skipped:
+
+    python examples/pretrain.py --dataset=image_folder --data_dir=photos/ \
+        --image_size=64 --model_dir=runs/photos
 
 A prepared TensorFlow Datasets dataset (add --download to fetch it once):
 
@@ -28,6 +35,11 @@ The script writes to `--model_dir`:
     tensorboard/       with --tensorboard
     backup/            the state of an unfinished run: run the same command
                        again to resume it where it stopped
+
+A finished run directory is not trained again: pass --overwrite to start a new
+run there, which first deletes the results of the old one (and those of
+finetune.py, distill.py and export.py). An interrupted run resumes from its
+backup with or without --overwrite.
 
 Runs on every Keras backend: set KERAS_BACKEND=tensorflow, jax or torch.
 
@@ -62,8 +74,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "digits", example_data.DATASETS, example_data.DATASET_HELP)
 flags.DEFINE_string(
     "data_dir", None,
-    "--dataset=image_folder: the folder of class subfolders. --dataset=tfds: "
-    "where the tfds data are prepared (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).",
+    "--dataset=image_folder: the folder of images, in class subfolders "
+    "(labelled) or flat (unlabelled). --dataset=tfds: where the tfds data are "
+    "prepared (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).",
 )
 flags.DEFINE_string("tfds_name", None, "TensorFlow Datasets name for --dataset=tfds, e.g. cifar10.")
 flags.DEFINE_boolean("download", False, "--dataset=tfds: download and prepare the data if absent.")
@@ -74,7 +87,11 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("max_images", None, "Use at most this many training images (for quick runs).")
 flags.DEFINE_integer("resnet_depth", 18, "ResNet depth: 18, 34, 50, 101, 152 or 200.")
-flags.DEFINE_integer("width_multiplier", 1, "ResNet width multiplier (SimCLR v2: 1 to 3).")
+flags.DEFINE_float(
+    "width_multiplier", 1,
+    "ResNet width multiplier (SimCLR v2: 1 to 3; fractions such as 0.25 for "
+    "quick CPU runs, channels rounded to a multiple of 8).",
+)
 flags.DEFINE_float(
     "sk_ratio", 0.0,
     "Selective kernels in the ResNet (SimCLR v2: 0.0625); 0 for none.",
@@ -194,8 +211,22 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 flags.DEFINE_integer(
-    "knn_train_images", 10000, "Labelled training images the kNN monitor searches.",
+    "knn_train_images", 10000,
+    "Labelled training images the kNN monitor searches (of the --eval_images).",
     lower_bound=1,
+)
+flags.DEFINE_integer(
+    "eval_images", 10000,
+    "Images of each split that the evaluations use, decoded into memory: the "
+    "final linear probe fits on at most this many training images and is "
+    "scored, as the kNN monitor is, on at most this many held-out images.",
+    lower_bound=1,
+)
+flags.DEFINE_boolean(
+    "overwrite", False,
+    "Start a new run in a --model_dir that holds a finished one, deleting its "
+    "results first. Without it such a directory is refused. An interrupted run "
+    "(--model_dir/backup) resumes either way.",
 )
 flags.DEFINE_boolean("tensorboard", False, "Write TensorBoard logs to --model_dir/tensorboard.")
 flags.DEFINE_boolean(
@@ -305,8 +336,83 @@ def linear_probe_accuracy(
     return float(classifier.score(scaler.transform(test), test_labels))
 
 
+# What a run leaves in --model_dir, and what the later stages write there from
+# it: a new run invalidates all of them (CSVLogger would append to an old
+# history.csv).
+RUN_OUTPUTS = (
+    "pretrainer.keras", "encoder.keras", "results.json", "history.csv",
+    "views.png", "curves.png", "tensorboard", "classifier.keras",
+    "finetune.json", "student.keras", "distill.json", "saved_model", "export.json",
+)
+# A run is finished once its models are saved; the backup is gone by then.
+FINISHED_RUN_OUTPUTS = (
+    "pretrainer.keras", "encoder.keras", "results.json", "classifier.keras",
+    "student.keras",
+)
+
+
+def resumes(model_dir):
+    """Whether `model_dir` holds the backup of an interrupted run.
+
+    As `keras.callbacks.BackupAndRestore` decides: it restores when the
+    backup's weights (or, with `double_checkpoint`, their previous copy)
+    exist, and deletes the backup when training ends.
+    """
+    weights = os.path.join(model_dir, "backup", "latest.weights.h5")
+    return os.path.exists(weights) or os.path.exists(f"{weights}.bkp")
+
+
+def validate_model_dir(values):
+    """Refuses a --model_dir holding a finished run, unless --overwrite."""
+    model_dir = values["model_dir"]
+    if resumes(model_dir) or values["overwrite"]:
+        return True
+    finished = [
+        name for name in FINISHED_RUN_OUTPUTS
+        if os.path.exists(os.path.join(model_dir, name))
+    ]
+    if finished:
+        raise flags.ValidationError(
+            f"--model_dir={model_dir} holds a finished run ({', '.join(finished)}). "
+            "Pass --overwrite to start a new run there (the old results are "
+            "deleted first), or choose another --model_dir."
+        )
+    return True
+
+
+def validate_data_flags(values):
+    """Refuses a --data_dir that would be ignored or does not exist."""
+    try:
+        example_data.check_data_flags(
+            values["dataset"], values["data_dir"], values["download"]
+        )
+    except example_data.UsageError as error:
+        raise flags.ValidationError(str(error))
+    return True
+
+
+# Checked as the flags are parsed: a short usage error, before anything loads.
+flags.register_multi_flags_validator(["model_dir", "overwrite"], validate_model_dir)
+flags.register_multi_flags_validator(
+    ["dataset", "data_dir", "download"], validate_data_flags
+)
+
+
+def clear_run_outputs(model_dir):
+    """Deletes what an earlier run (and the stages after it) left in `model_dir`."""
+    import shutil
+
+    for name in RUN_OUTPUTS:
+        path = os.path.join(model_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+
+
 def main(argv):
     del argv
+    resuming = resumes(FLAGS.model_dir)
     if FLAGS.cpu_devices:
         # Read by JAX when it is imported (with Keras, below).
         os.environ["XLA_FLAGS"] = (
@@ -318,6 +424,7 @@ def main(argv):
     import keras
 
     import keras_simclr
+    from keras_simclr.models import objectives
 
     # Devices are set up before anything else touches them.
     strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.tpu)
@@ -328,24 +435,22 @@ def main(argv):
     if FLAGS.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
     image_size = FLAGS.image_size or example_data.default_image_size(FLAGS.dataset)
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
-    with open(os.path.join(FLAGS.model_dir, "flags.json"), "w") as f:
-        json.dump(
-            {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS},
-            f, indent=2, sort_keys=True,
-        )
-
     try:
-        train_images, train_labels, test_images, test_labels = (
-            example_data.load_dataset(
-                FLAGS.dataset, FLAGS.data_dir, image_size, FLAGS.max_images,
-                FLAGS.seed, tfds_name=FLAGS.tfds_name, download=FLAGS.download,
-            )
+        data = example_data.load_training_data(
+            FLAGS.dataset, FLAGS.data_dir, image_size, FLAGS.max_images,
+            FLAGS.seed, FLAGS.eval_images, tfds_name=FLAGS.tfds_name,
+            download=FLAGS.download,
         )
     except example_data.UsageError as error:
         raise app.UsageError(str(error))
-    num_classes = int(max(train_labels.max(), test_labels.max()) + 1)
-    batch_size = min(FLAGS.batch_size, len(train_images))
+    num_classes = data.num_classes
+    labelled = num_classes is not None
+    if not labelled and FLAGS.objective == "supcon":
+        raise app.UsageError(
+            f"--objective=supcon learns from labels, and --data_dir={FLAGS.data_dir} "
+            "has no class subfolders. Received: --objective=supcon"
+        )
+    batch_size = min(FLAGS.batch_size, data.num_train)
     if batch_size % num_devices:
         raise app.UsageError(
             f"--batch_size is the global batch and must split evenly over the "
@@ -353,15 +458,23 @@ def main(argv):
             f"--batch_size={batch_size}"
         )
     # Drop the last partial batch: NT-Xent compares images within a batch.
-    steps_per_epoch = len(train_images) // batch_size
+    steps_per_epoch = data.num_train // batch_size
     usable = steps_per_epoch * batch_size
+    held_out = (
+        f"{data.num_held_out} test images, {num_classes} classes"
+        if labelled else "no labels"
+    )
     print(
-        f"dataset={FLAGS.dataset}: {len(train_images)} training images "
-        f"({usable} used per epoch), {len(test_images)} test images, "
-        f"{image_size}x{image_size}, {num_classes} classes; "
+        f"dataset={FLAGS.dataset}: {data.num_train} training images "
+        f"({usable} used per epoch), {held_out}, {image_size}x{image_size}; "
         f"backend={keras.backend.backend()}, strategy={FLAGS.strategy} over "
         f"{num_devices} device(s)"
     )
+    if not labelled:
+        print(
+            f"--data_dir={FLAGS.data_dir} has no class subfolders, so no labels: "
+            "the kNN monitor and the linear-probe evaluation are skipped."
+        )
     total_steps = steps_per_epoch * FLAGS.epochs
     warmup_epochs = (
         FLAGS.epochs / 10 if FLAGS.warmup_epochs is None else FLAGS.warmup_epochs
@@ -396,6 +509,21 @@ def main(argv):
             "--memory_queue adds negatives to --objective=simclr (moco has its "
             f"own queue). Received: --objective={FLAGS.objective}"
         )
+    # A flag the objective would ignore is refused, as the library refuses
+    # the argument; flags left at their defaults are simply not passed.
+    objective = objectives.get_objective(FLAGS.objective)
+    for flag, argument in OBJECTIVE_FLAGS.items():
+        if FLAGS[flag].present and not objective.uses(argument, FLAGS.memory_queue):
+            raise app.UsageError(
+                f"--{flag} is not used by --objective={FLAGS.objective}"
+                f"{'' if FLAGS.memory_queue else ' (without --memory_queue)'}; it "
+                f"applies to {objectives.OBJECTIVE_ARGUMENTS[argument][1]}. "
+                f"Received: --{flag}={FLAGS[flag].value}"
+            )
+
+    def if_used(argument, value):
+        return value if objective.uses(argument, FLAGS.memory_queue) else None
+
     if (FLAGS.objective == "moco" or FLAGS.memory_queue) and (
         FLAGS.queue_size < 2 * batch_size
     ):
@@ -403,11 +531,20 @@ def main(argv):
             "--queue_size must hold the keys of both views of a batch, at least "
             f"2 * --batch_size = {2 * batch_size}. Received: --queue_size={FLAGS.queue_size}"
         )
+    if not resuming:
+        # Training starts from step 0: nothing an earlier run left stays valid.
+        clear_run_outputs(FLAGS.model_dir)
+    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    with open(os.path.join(FLAGS.model_dir, "flags.json"), "w") as f:
+        json.dump(
+            {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS},
+            f, indent=2, sort_keys=True,
+        )
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     # Variables, models and optimizer are made under the strategy.
     with scope:
         prediction_head = None
-        if FLAGS.prediction_hidden_dim and FLAGS.objective in ("byol", "simsiam"):
+        if FLAGS.prediction_hidden_dim and objective.uses("prediction_head"):
             prediction_head = keras_simclr.layers.PredictionHead(
                 hidden_dim=FLAGS.prediction_hidden_dim, name="prediction_head"
             )
@@ -428,14 +565,14 @@ def main(argv):
             projection_head=keras_simclr.layers.ProjectionHead(
                 output_dim=FLAGS.projection_dim, num_layers=FLAGS.projection_layers
             ),
-            temperature=FLAGS.temperature,
+            temperature=if_used("temperature", FLAGS.temperature),
             num_classes=num_classes,
             objective=FLAGS.objective,
             objective_config=objective_config,
             prediction_head=prediction_head,
-            momentum=FLAGS.target_momentum,
-            momentum_schedule_steps=total_steps,
-            queue_size=FLAGS.queue_size,
+            momentum=if_used("momentum", FLAGS.target_momentum),
+            momentum_schedule_steps=if_used("momentum_schedule_steps", total_steps),
+            queue_size=if_used("queue_size", FLAGS.queue_size),
             memory_queue=FLAGS.memory_queue,
             global_bn=FLAGS.global_bn,
         )
@@ -450,27 +587,29 @@ def main(argv):
         )
         pretrainer.compile(optimizer=optimizer)
 
-    # A backup taken mid-epoch restores weights and optimizer (with its step
-    # count), but Keras reruns the interrupted epoch from its first batch:
-    # StopAtStep ends the resumed run at the planned number of steps. Two
-    # backups are kept because a kill during a write leaves the newest unreadable.
+    # A backup taken mid-epoch restores weights, optimizer (with its step
+    # count) and the augmentation's random state, but Keras reruns the
+    # interrupted epoch from its first batch: StopAtStep ends the resumed run
+    # at the planned number of steps. Two backups are kept because a kill
+    # during a write leaves the newest unreadable.
     stop_at_step = keras_simclr.callbacks.StopAtStep(total_steps)
     callbacks = []
-    if FLAGS.knn_every:
+    if FLAGS.knn_every and labelled:
+        eval_train_images, eval_train_labels = data.eval_train
         # First: the loggers below read the kNN accuracy it adds to the logs.
         callbacks.append(
             keras_simclr.callbacks.KNNMonitor(
                 (
-                    train_images[: FLAGS.knn_train_images],
-                    train_labels[: FLAGS.knn_train_images],
+                    eval_train_images[: FLAGS.knn_train_images],
+                    eval_train_labels[: FLAGS.knn_train_images],
                 ),
-                (test_images, test_labels),
+                data.eval_test,
                 encoder=encoder,
                 every_n_epochs=FLAGS.knn_every,
             )
         )
     callbacks += [
-        keras.callbacks.BackupAndRestore(
+        keras_simclr.callbacks.BackupAndRestore(
             os.path.join(FLAGS.model_dir, "backup"),
             save_freq=FLAGS.checkpoint_steps,
             double_checkpoint=True,
@@ -486,14 +625,30 @@ def main(argv):
         )
     if FLAGS.plots:
         keras_simclr.visualization.augmentation_preview(
-            augmentation, train_images, os.path.join(FLAGS.model_dir, "views.png"),
+            augmentation, data.preview, os.path.join(FLAGS.model_dir, "views.png"),
             seed=FLAGS.seed,
         )
+    if isinstance(data.train, tuple):
+        train_images, train_labels = data.train
+        inputs = {
+            "x": train_images[:usable],
+            "y": train_labels[:usable],
+            "batch_size": batch_size,
+        }
+    else:
+        # Streamed from disk, a new file order each pass; repeated, so that
+        # skipped unreadable files cannot shorten an epoch.
+        inputs = {
+            "x": keras_simclr.data.pretraining_dataset(
+                data.train, batch_size, with_labels=labelled, shuffle_buffer=0,
+                repeat=True, seed=FLAGS.seed,
+            ),
+            "steps_per_epoch": steps_per_epoch,
+            "shuffle": False,
+        }
     start = time.time()
     fit_result = pretrainer.fit(
-        train_images[:usable],
-        train_labels[:usable],
-        batch_size=batch_size,
+        **inputs,
         epochs=FLAGS.epochs,
         verbose=FLAGS.verbose,
         callbacks=callbacks,
@@ -503,14 +658,17 @@ def main(argv):
 
     pretrainer.save(os.path.join(FLAGS.model_dir, "pretrainer.keras"))
     encoder.save(os.path.join(FLAGS.model_dir, "encoder.keras"))
-    pretrained = linear_probe_accuracy(
-        encoder, train_images, train_labels, test_images, test_labels,
-        num_devices,
-    )
-    random = linear_probe_accuracy(
-        random_encoder, train_images, train_labels, test_images, test_labels,
-        num_devices,
-    )
+    linear_probe = None
+    if labelled:
+        linear_probe = {
+            name: linear_probe_accuracy(
+                model, *data.eval_train, *data.eval_test, num_devices
+            )
+            for name, model in (
+                ("pretrained", encoder), ("random_init", random_encoder)
+            )
+        }
+    num_test_images = len(data.eval_test[0]) if labelled else 0
     loss_name = (
         "contrastive_loss" if FLAGS.objective == "simclr" else f"{FLAGS.objective}_loss"
     )
@@ -519,8 +677,11 @@ def main(argv):
         "strategy": FLAGS.strategy,
         "devices": int(num_devices),
         "dataset": FLAGS.dataset,
-        "train_images": int(len(train_images)),
-        "test_images": int(len(test_images)),
+        "train_images": int(data.num_train),
+        # Held-out images the evaluations scored, of "held_out_images".
+        "test_images": int(num_test_images),
+        "held_out_images": int(data.num_held_out),
+        "eval_train_images": int(len(data.eval_train[0])) if labelled else 0,
         "epochs": FLAGS.epochs,
         "steps": int(total_steps),
         # Steps taken in all, restored ones included; equals "steps".
@@ -532,7 +693,7 @@ def main(argv):
         "pretraining_seconds": round(wall_time, 1),
         "objective": FLAGS.objective,
         "final_objective_loss": float(history[loss_name][-1]),
-        "linear_probe_accuracy": {"pretrained": pretrained, "random_init": random},
+        "linear_probe_accuracy": linear_probe,
         "history": {k: [float(v) for v in vs] for k, vs in history.items()},
     }
     if FLAGS.objective == "simclr":
@@ -542,6 +703,8 @@ def main(argv):
         )
     if "knn_accuracy" in history:
         results["final_knn_accuracy"] = float(history["knn_accuracy"][-1])
+    if not labelled:
+        results["evaluation_skipped"] = "no labels: --data_dir has no class subfolders"
     with open(os.path.join(FLAGS.model_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     if FLAGS.plots:
@@ -549,14 +712,23 @@ def main(argv):
             history, os.path.join(FLAGS.model_dir, "curves.png"),
             metrics=("loss", loss_name, "contrastive_accuracy", "knn_accuracy"),
         )
-    print(
-        "\nLinear-probe top-1 on the held-out images "
-        f"({len(test_images)} images, logistic regression on frozen features):\n"
-        f"  SimCLR-pretrained encoder : {pretrained:.4f}\n"
-        f"  randomly initialised      : {random:.4f}\n"
-        f"pretraining took {wall_time:.0f} s; results in {FLAGS.model_dir}"
-    )
+    if labelled:
+        print(
+            "\nLinear-probe top-1 on the held-out images "
+            f"({num_test_images} images, logistic regression on frozen features):\n"
+            f"  SimCLR-pretrained encoder : {linear_probe['pretrained']:.4f}\n"
+            f"  randomly initialised      : {linear_probe['random_init']:.4f}"
+        )
+    print(f"pretraining took {wall_time:.0f} s; results in {FLAGS.model_dir}")
 
+
+# Flags that only some objectives use, and the pretrainer argument of each.
+OBJECTIVE_FLAGS = {
+    "temperature": "temperature",
+    "target_momentum": "momentum",
+    "queue_size": "queue_size",
+    "prediction_hidden_dim": "prediction_head",
+}
 
 _OWN_FLAGS = [
     "dataset", "data_dir", "tfds_name", "download", "image_size", "max_images", "resnet_depth",
@@ -567,7 +739,7 @@ _OWN_FLAGS = [
     "objective_config", "target_momentum", "queue_size", "memory_queue", "prediction_hidden_dim",
     "temperature", "color_jitter_strength", "crop_min_scale",
     "blur_probability", "mixed_precision", "model_dir", "checkpoint_steps", "knn_every",
-    "knn_train_images", "tensorboard", "plots", "seed",
+    "knn_train_images", "eval_images", "tensorboard", "plots", "seed",
 ]
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ PIXEL_RANGE = (0.0, 255.0)
 _WRAPPED_NETWORK_ATTRIBUTES = ("encoder", "student")
 # Top-level packages whose objects load without importing anything else.
 _BUILT_IN_PACKAGES = {"keras", "builtins"}
+# Endings of Keras model files, refused as SavedModel directories.
+_KERAS_FILE_EXTENSIONS = (".keras", ".h5", ".hdf5")
 # How much of the subprocess's stderr a RuntimeError quotes.
 _STDERR_TAIL_CHARS = 6000
 # Starts each answer of the export subprocess on its stdout.
@@ -62,7 +64,9 @@ def export_saved_model(
     The SavedModel has one `tf.function` endpoint, `serve`, also registered
     as the `serving_default` signature. It takes a batch of raw images,
     `uint8` of shape `(batch, height, width, channels)`, of any height and
-    width; converts them to float32, resizes them to the model's image size
+    width, with the channel count of the model's input (3 unless the model
+    fixes another; other counts fail with a message that says so); converts
+    them to float32, resizes them to the model's image size
     with `tf.image.resize`'s defaults (bilinear, half-pixel centres, no
     antialiasing, no rounding or clipping afterwards; the same as
     `keras.ops.image.resize(images, image_size)`), maps pixel values from
@@ -111,7 +115,9 @@ def export_saved_model(
             tensors.
         path: the directory to write, on the local file system; created with
             its parents. The SavedModel is written next to it first and moved
-            into place only when complete.
+            into place only when complete. A path ending in `.keras`, `.h5`
+            or `.hdf5` is refused: a Keras file is written by
+            `model.save(path)`.
         image_size: int or `(height, width)`: the size images are resized to
             before the model. Required when the model's input shape leaves
             height or width open (read from `model.inputs`, or else from the
@@ -215,6 +221,10 @@ def _write_saved_model(model, path, image_size, channels, value_range):
         scale, offset = (high - low) / PIXEL_RANGE[1], low
 
     def serve(images):
+        # A SavedModel's signature does not check the channels of the
+        # images it is given: without this assertion a wrong count fails
+        # inside the first convolution, with a message about filter depths.
+        images = _checked_images(tf, images, channels)
         x = tf.cast(images, tf.float32)
         x = tf.image.resize(x, (height, width), method=RESIZE_METHOD)
         if scale is not None:
@@ -248,6 +258,37 @@ def _write_saved_model(model, path, image_size, channels, value_range):
     archive.trainable_variables.extend(trainable)
     archive.non_trainable_variables.extend(non_trainable)
     archive.write_out(path, verbose=False)
+
+
+def _checked_images(tf, images, channels):
+    """`images`, after a graph assertion that they have `channels`
+    channels."""
+    expected = f"(batch, height, width, {channels})"
+    if channels == 3:
+        remedy = (
+            " Convert grayscale images with `tf.image.grayscale_to_rgb`; "
+            "drop the alpha channel of RGBA images with `images[..., :3]`."
+        )
+    elif channels == 1:
+        remedy = " Convert RGB images with `tf.image.rgb_to_grayscale`."
+    else:
+        remedy = ""
+    plural = "" if channels == 1 else "s"
+    shape = tf.shape(images)
+    # The signature fixes the rank (a batch of another rank fails in the
+    # resize, saying it must be 4-dimensional), but not the channels.
+    has_channels = tf.debugging.Assert(
+        tf.equal(shape[-1], channels),
+        [
+            f"`images` must have {channels} channel{plural}: the exported "
+            f"model takes images of shape {expected}.{remedy} Received: "
+            "images.shape=",
+            shape,
+        ],
+        summarize=4,
+    )
+    with tf.control_dependencies([has_channels]):
+        return tf.identity(images)
 
 
 # === Outputs ===
@@ -338,6 +379,13 @@ def _validate_path(path, overwrite):
         raise ValueError(
             "`path` must be on the local file system; write there, then copy "
             f"the directory. Received: path={path!r}"
+        )
+    if os.path.normpath(path).lower().endswith(_KERAS_FILE_EXTENSIONS):
+        raise ValueError(
+            "`path` is the directory a SavedModel is written to, but it ends "
+            "like a Keras file. To save a `.keras` file, use "
+            "`model.save(path)`; for a SavedModel, give a directory name "
+            f"without that extension. Received: path={path!r}"
         )
     path = os.path.abspath(path)
     if overwrite or not os.path.lexists(path):

@@ -97,7 +97,6 @@ def make_pretrainer(global_bn=True, objective="simclr"):
         projection_head=keras_simclr.layers.ProjectionHead(
             hidden_dim=16, output_dim=8, num_layers=2
         ),
-        temperature=0.5,
         global_bn=global_bn,
         objective=objective.replace("_memory", ""),
         **objective_arguments(objective),
@@ -112,6 +111,8 @@ def objective_arguments(objective):
     import keras_simclr
 
     arguments = {}
+    if objective in ("simclr", "supcon", "moco", "simclr_memory"):
+        arguments["temperature"] = 0.5
     if objective in ("byol", "simsiam"):
         arguments["prediction_head"] = keras_simclr.layers.PredictionHead(
             hidden_dim=16, name="prediction_head"

@@ -1,16 +1,18 @@
 """export_saved_model: SavedModels from any backend, served by TensorFlow alone.
 
-Three tiny models are exported once for the whole module (an encoder, a
-SimCLRPretrainer with a probe and a momentum target, and a model with an
-`export_outputs` method), then one subprocess, which imports TensorFlow but
-not keras_simclr, loads every SavedModel and runs it on uint8 images. Its
-outputs are compared with those of the Keras models in this process, in
-inference mode. On the JAX and PyTorch backends the exports run in one
-TensorFlow subprocess, kept between them; on TensorFlow, in this process.
+Four tiny models are exported once for the whole module (an encoder, a
+grayscale encoder, a SimCLRPretrainer with a probe and a momentum target, and
+a model with an `export_outputs` method), then one subprocess, which imports
+TensorFlow and cannot import Keras, keras_simclr or the tests, loads every
+SavedModel and runs it on uint8 images. Its outputs are compared with those
+of the Keras models in this process, in inference mode. On the JAX and
+PyTorch backends the exports run in one TensorFlow subprocess, kept between
+them; on TensorFlow, in this process.
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -34,9 +36,35 @@ ATOL = 1e-4
 RTOL = 1e-4
 
 # Runs in a process that imports TensorFlow and NumPy only: each SavedModel
-# must serve without keras_simclr or the test's models.
+# must serve without Keras, keras_simclr or the test's models. They are
+# installed here, so importing them is made to fail.
 SERVING_SCRIPT = r"""
-import json, sys
+import importlib, importlib.abc, importlib.machinery, json, sys
+
+BLOCKED = ("keras", "keras_simclr", "tests")
+preloaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+
+
+class Refuse(importlib.abc.Loader):
+    def create_module(self, spec):
+        raise ImportError(f"{spec.name} must not be needed to serve")
+
+    def exec_module(self, module):
+        raise ImportError(f"{module.__name__} must not be needed to serve")
+
+
+class Block(importlib.abc.MetaPathFinder):
+    # A spec with no origin whose loading fails: importing raises
+    # ImportError, while TensorFlow, which only looks Keras up with
+    # find_spec when it is imported, goes on as if Keras were absent.
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            return importlib.machinery.ModuleSpec(name, Refuse())
+        return None
+
+
+sys.meta_path.insert(0, Block())
+
 import numpy as np
 import tensorflow as tf
 
@@ -66,9 +94,29 @@ for name, case in job["cases"].items():
         for output, value in loaded.serve(images).items():
             results[f"{name}/{key}/serve/{output}"] = value.numpy()
 np.savez(out_path, **results)
-info["modules"] = sorted(
-    m for m in sys.modules if m.split(".")[0] in ("keras_simclr", "tests")
-)
+
+wrong_images = {}
+for name, (case, shape) in job["wrong_images"].items():
+    signature = tf.saved_model.load(job["cases"][case]["path"]).signatures[
+        "serving_default"
+    ]
+    try:
+        signature(images=tf.zeros(shape, tf.uint8))
+        wrong_images[name] = {"type": None, "message": ""}
+    except Exception as error:
+        wrong_images[name] = {"type": type(error).__name__, "message": str(error)}
+info["wrong_images"] = wrong_images
+
+info["preloaded"] = preloaded
+info["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+blocked = {}
+for name in BLOCKED:
+    try:
+        importlib.import_module(name)
+        blocked[name] = None
+    except ImportError as error:
+        blocked[name] = type(error).__name__
+info["blocked"] = blocked
 with open(out_path + ".json", "w") as file:
     json.dump(info, file)
 """
@@ -93,11 +141,11 @@ def _numpy(structure):
     return keras.tree.map_structure(ops.convert_to_numpy, structure)
 
 
-def _tiny_encoder(rescale=False):
+def _tiny_encoder(rescale=False, channels=3):
     """A convnet to a feature vector; with `rescale`, it maps pixels from
     [0, 255] to [0, 1] itself, as `keras_simclr.models.ResNet` does, else it
     expects them in [0, 1]."""
-    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, channels))
     x = keras.layers.Rescaling(1 / 255)(inputs) if rescale else inputs
     x = keras.layers.Conv2D(6, 3, strides=2, padding="same")(x)
     x = keras.layers.BatchNormalization()(x)
@@ -123,10 +171,20 @@ def _start_serving_script(directory):
     return process, out_path
 
 
+# Images the signatures must refuse: (exported model, shape).
+WRONG_IMAGES = {
+    "gray": ("encoder", (2, IMAGE_SIZE, IMAGE_SIZE, 1)),
+    "rgba": ("encoder", (2, IMAGE_SIZE, IMAGE_SIZE, 4)),
+    "rgb_for_gray": ("gray_encoder", (2, IMAGE_SIZE, IMAGE_SIZE, 3)),
+}
+
+
 def _serve(process, out_path, cases, arrays):
     arrays_path = os.path.join(os.path.dirname(out_path), "arrays.npz")
     np.savez(arrays_path, **arrays)
-    job = json.dumps({"arrays": arrays_path, "cases": cases})
+    job = json.dumps(
+        {"arrays": arrays_path, "cases": cases, "wrong_images": WRONG_IMAGES}
+    )
     _, stderr = process.communicate(job, timeout=600)
     assert process.returncode == 0, stderr[-4000:]
     with open(out_path + ".json") as file:
@@ -158,6 +216,16 @@ def _export_models(root, arrays):
             "features": _numpy(encoder(images, training=False))
         }
     models["encoder"] = encoder
+
+    gray_encoder = _tiny_encoder(rescale=True, channels=1)
+    _randomize_batch_norm(gray_encoder, seed=4)
+    export_saved_model(gray_encoder, os.path.join(root, "gray_encoder"))
+    expected["gray_encoder/gray"] = {
+        "features": _numpy(
+            gray_encoder(arrays["gray"].astype("float32"), training=False)
+        )
+    }
+    models["gray_encoder"] = gray_encoder
 
     pretrainer = SimCLRPretrainer(
         encoder=_tiny_encoder(),
@@ -201,6 +269,10 @@ def _export_models(root, arrays):
 
     cases = {
         "encoder": {"path": returned_path, "inputs": ["images", "large", "small"]},
+        "gray_encoder": {
+            "path": os.path.join(root, "gray_encoder"),
+            "inputs": ["gray"],
+        },
         "pretrainer": {
             "path": os.path.join(root, "pretrainer"),
             "inputs": ["images"],
@@ -225,6 +297,7 @@ def exported(tmp_path_factory):
         "large": rng.integers(0, 256, (3, 20, 26, 3), "uint8"),
         # Smaller than the model: resized up.
         "small": rng.integers(0, 256, (2, 9, 11, 3), "uint8"),
+        "gray": rng.integers(0, 256, (3, IMAGE_SIZE, IMAGE_SIZE, 1), "uint8"),
     }
     serving_process, served_path = _start_serving_script(root)
     try:
@@ -314,7 +387,47 @@ def test_saved_model_lists_only_the_variables_it_reads(exported):
 
 
 def test_serving_needs_no_keras_simclr(exported):
-    assert exported["info"]["modules"] == []
+    """The serving process could not import Keras, keras_simclr or the tests
+    (they are installed, so imports were made to fail), and still served
+    every model's outputs."""
+    info = exported["info"]
+    assert info["preloaded"] == []
+    assert info["blocked"] == {
+        "keras": "ImportError",
+        "keras_simclr": "ImportError",
+        "tests": "ImportError",
+    }
+    assert info["modules"] == []
+    for case, key in (
+        ("encoder", "images"),
+        ("gray_encoder", "gray"),
+        ("pretrainer", "images"),
+        ("classifier", "images"),
+    ):
+        _assert_served_as_expected(exported, case, key)
+
+
+def test_grayscale_encoder_serves_one_channel_images(exported):
+    _assert_served_as_expected(exported, "gray_encoder", "gray")
+    assert exported["info"]["gray_encoder"]["input_shape"] == [None, None, None, 1]
+
+
+def test_signature_refuses_a_wrong_channel_count(exported):
+    errors = exported["info"]["wrong_images"]
+    for name, channels in (("gray", 1), ("rgba", 4)):
+        error = errors[name]
+        assert error["type"] == "InvalidArgumentError", error
+        message = error["message"]
+        assert "`images` must have 3 channels: the exported model takes" in message
+        shape = f"[2 {IMAGE_SIZE} {IMAGE_SIZE} {channels}]"
+        assert f"Received: images.shape=] {shape}" in message
+        assert "filter depth" not in message
+    assert "tf.image.grayscale_to_rgb" in errors["gray"]["message"]
+    assert "images[..., :3]" in errors["rgba"]["message"]
+    error = errors["rgb_for_gray"]
+    assert error["type"] == "InvalidArgumentError"
+    assert "`images` must have 1 channel: the exported model takes" in error["message"]
+    assert "tf.image.rgb_to_grayscale" in error["message"]
 
 
 def test_overwrite_replaces_the_directory(exported):
@@ -382,6 +495,15 @@ def test_existing_path_needs_overwrite(tmp_path):
     assert (directory / "file.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="overwrite"):
         export_saved_model(_tiny_encoder(), tmp_path / "new", overwrite="yes")
+
+
+@pytest.mark.parametrize("name", ["x.keras", "x.h5", "X.KERAS", "x.hdf5", "x.keras/"])
+def test_a_keras_file_path_is_refused(tmp_path, name):
+    path = os.path.join(str(tmp_path), name)
+    message = r"use `model.save\(path\)`.*Received: path=" + re.escape(repr(path)) + "$"
+    with pytest.raises(ValueError, match=message):
+        export_saved_model(_tiny_encoder(), path)
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("path", ["", None, "gs://bucket/model"])

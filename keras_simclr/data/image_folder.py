@@ -13,6 +13,7 @@ from keras_simclr.data._images import validate_choice
 from keras_simclr.data._images import validate_image_size
 from keras_simclr.data._images import validate_interpolation
 from keras_simclr.data._images import validate_seed
+from keras_simclr.data.arrays import validate_labels
 from keras_simclr.data.subsets import select_file_names
 
 _DECODE_FAILURE = (
@@ -130,6 +131,20 @@ def _undecodable(paths, channels, num_parallel_calls):
     return [path for i, path in enumerate(paths) if i not in good]
 
 
+def _check_decoding_options(
+    on_error, validate, crop_to_aspect_ratio, interpolation, channels, shuffle,
+    seed,
+):
+    """Raises `ValueError` for an invalid option shared by the file sources."""
+    validate_choice("on_error", on_error, ("raise", "skip"))
+    validate_choice("validate", validate, (True, False))
+    validate_choice("crop_to_aspect_ratio", crop_to_aspect_ratio, (True, False))
+    validate_interpolation(interpolation)
+    validate_choice("channels", channels, (1, 3))
+    validate_choice("shuffle", shuffle, (True, False))
+    validate_seed(seed)
+
+
 def from_image_folder(
     directory,
     image_size,
@@ -159,14 +174,18 @@ def from_image_folder(
     a permutation of the whole file list, which for a large dataset mixes
     classes far better than a shuffle buffer of decoded images can.
 
-    Images are decoded lazily, in parallel, inside the `tf.data` pipeline
-    and resized to `image_size`. With `crop_to_aspect_ratio` (the default)
-    the largest central region of the target aspect ratio is kept, so
-    objects are not stretched: for square sizes the shorter side becomes
-    `image_size` and the longer one is centre-cropped, the evaluation
-    transform of SimCLR; pretraining's random resized crop then works on
-    that. With `False` the whole image is stretched instead. Pick an
-    `image_size` at least as large as the views, e.g. 256 for 224 views.
+    The images are streamed from disk: only the list of file paths is held
+    in memory, and each file is read, decoded and resized to `image_size`
+    when the pipeline reaches it, in parallel, so a folder larger than the
+    memory trains as well as a small one (what stays in memory downstream
+    is the shuffle buffer of `pretraining_dataset` and the prefetched
+    batches). With `crop_to_aspect_ratio` (the default) the largest central
+    region of the target aspect ratio is kept, so objects are not
+    stretched: for square sizes the shorter side becomes `image_size` and
+    the longer one is centre-cropped, the evaluation transform of SimCLR;
+    pretraining's random resized crop then works on that. With `False` the
+    whole image is stretched instead. Pick an `image_size` at least as
+    large as the views, e.g. 256 for 224 views.
 
     A file that cannot be decoded is handled per `on_error`:
 
@@ -183,6 +202,12 @@ def from_image_folder(
     warning lists them and they are left out of the dataset (`"skip"`). It
     costs a full decoding pass (an hour or more for ImageNet on a few
     cores), so it is off by default.
+
+    Labels and the pretrainer: a `SimCLRPretrainer` built without
+    `num_classes` (no linear probe), with an objective that uses no labels,
+    must get images alone. Either read the folder with `labelled=False`, or
+    keep its labels here and pass `with_labels=False` to
+    `pretraining_dataset`, which then yields images only.
 
     Args:
         directory: the folder (a string or path-like; `~` is expanded).
@@ -230,22 +255,21 @@ def from_image_folder(
     train = keras_simclr.data.from_image_folder(
         "imagenet/train", 256, on_error="skip", shuffle=True, seed=0
     )
-    num_classes = len(train.class_names)
+    num_classes = len(train.class_names)  # for SimCLRPretrainer's probe
     batches = keras_simclr.data.pretraining_dataset(
         train, batch_size=256, shuffle_buffer=0
+    )
+    # A pretrainer without a probe: images only.
+    unlabelled = keras_simclr.data.pretraining_dataset(
+        train, batch_size=256, shuffle_buffer=0, with_labels=False
     )
     ```
     """
     size = validate_image_size(image_size)
-    on_error = validate_choice("on_error", on_error, ("raise", "skip"))
-    validate = validate_choice("validate", validate, (True, False))
-    crop_to_aspect_ratio = validate_choice(
-        "crop_to_aspect_ratio", crop_to_aspect_ratio, (True, False)
+    _check_decoding_options(
+        on_error, validate, crop_to_aspect_ratio, interpolation, channels,
+        shuffle, seed,
     )
-    interpolation = validate_interpolation(interpolation)
-    channels = validate_choice("channels", channels, (1, 3))
-    shuffle = validate_choice("shuffle", shuffle, (True, False))
-    seed = validate_seed(seed)
     follow_links = validate_choice("follow_links", follow_links, (True, False))
 
     paths, labels, class_names = list_image_files(directory, labelled, follow_links)
@@ -255,7 +279,126 @@ def from_image_folder(
         paths = [paths[i] for i in selected]
         if labels is not None:
             labels = [labels[i] for i in selected]
+    dataset = _image_dataset(
+        paths, labels, f"in {shown_directory!r}", size, on_error, validate,
+        crop_to_aspect_ratio, interpolation, channels, shuffle, seed,
+    )
+    dataset.class_names = class_names
+    return dataset
 
+
+def _file_paths_argument(file_paths):
+    """`file_paths` as a list of strings, `~` expanded; at least one."""
+    if isinstance(file_paths, (str, bytes, os.PathLike)):
+        raise ValueError(
+            "`file_paths` must be a list of image file paths, not one path "
+            "(for a folder use from_image_folder). Received: "
+            f"file_paths={file_paths!r}"
+        )
+    try:
+        paths = list(file_paths)
+    except TypeError:
+        raise ValueError(
+            "`file_paths` must be a list of image file paths. Received: "
+            f"file_paths={file_paths!r}"
+        ) from None
+    if not paths or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        more = "..." if len(paths) > 3 else ""
+        raise ValueError(
+            "`file_paths` must be a non-empty list of image file paths "
+            f"(strings or path-like). Received: file_paths={paths[:3]!r}{more}"
+        )
+    return [os.path.expanduser(os.fspath(p)) for p in paths]
+
+
+def from_image_files(
+    file_paths,
+    image_size,
+    labels=None,
+    on_error="raise",
+    validate=False,
+    crop_to_aspect_ratio=True,
+    interpolation="bilinear",
+    channels=3,
+    shuffle=False,
+    seed=None,
+):
+    """A dataset of the images in a list of files, decoded and resized.
+
+    `from_image_folder` for a list of files instead of a folder: a split
+    made from `list_image_files`, a CSV of paths and labels. The files are
+    read in the order given (or, with `shuffle`, a new random permutation
+    of them on each pass), streamed from disk: each one is read and decoded
+    when the pipeline reaches it, so the list may name more images than fit
+    in memory. Decoding, resizing, `on_error` and `validate` work as in
+    `from_image_folder`.
+
+    Args:
+        file_paths: a list of image file paths (strings or path-like; `~`
+            is expanded). Files in any format `tf.io.decode_image` reads
+            (JPEG, PNG, BMP, GIF), whatever their names.
+        image_size: int or tuple `(height, width)`, the size of every image.
+        labels: None, or integer class ids, one per file (non-negative).
+        on_error: `"raise"` or `"skip"`, for files that cannot be read or
+            decoded (see `from_image_folder`).
+        validate: bool, whether to decode every file once up front.
+        crop_to_aspect_ratio: bool, central crop to the target aspect ratio
+            before resizing (`True`) or stretch (`False`).
+        interpolation: resize method, as in `from_image_folder`.
+        channels: 3 (RGB, the default) or 1 (grayscale).
+        shuffle: bool, a new file order on each pass. Defaults to `False`.
+        seed: int or None, the seed of `shuffle`.
+
+    Returns:
+        A `tf.data.Dataset` of dicts: `"image"` (uint8, `(height, width,
+        channels)`), `"label"` (int32 scalar; with `labels` only) and
+        `"file_path"` (string). The dataset has the attributes
+        `file_paths` (the paths read, in the order given) and `class_names`
+        (None). Its cardinality is known except with `on_error="skip"` and
+        no `validate`.
+
+    Raises:
+        ValueError: if an argument is invalid, `labels` do not match
+            `file_paths` one to one, or (with `validate=True` and
+            `on_error="raise"`) a file cannot be decoded.
+
+    Example:
+
+    ```python
+    paths, labels, class_names = keras_simclr.data.list_image_files("photos")
+    order = np.random.default_rng(0).permutation(len(paths))
+    held_out, train = order[:1000], order[1000:]
+    train = keras_simclr.data.from_image_files(
+        [paths[i] for i in train], 224, [labels[i] for i in train],
+        shuffle=True, seed=0,
+    )
+    ```
+    """
+    size = validate_image_size(image_size)
+    _check_decoding_options(
+        on_error, validate, crop_to_aspect_ratio, interpolation, channels,
+        shuffle, seed,
+    )
+    paths = _file_paths_argument(file_paths)
+    if labels is not None:
+        labels = validate_labels(labels, count=len(paths)).tolist()
+    dataset = _image_dataset(
+        paths, labels, "given", size, on_error, validate, crop_to_aspect_ratio,
+        interpolation, channels, shuffle, seed,
+    )
+    dataset.class_names = None
+    return dataset
+
+
+def _image_dataset(
+    paths, labels, source, size, on_error, validate, crop_to_aspect_ratio,
+    interpolation, channels, shuffle, seed,
+):
+    """The decoded dataset of `paths`, with its `file_paths` attribute.
+
+    `source` completes "the N image files ..." in messages, e.g.
+    "in 'photos'".
+    """
     known_count = on_error == "raise"
     if validate:
         failed = _undecodable(paths, channels, tf.data.AUTOTUNE)
@@ -264,15 +407,15 @@ def from_image_folder(
             more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
             if on_error == "raise":
                 raise ValueError(
-                    f"{len(failed)} of the {len(paths)} image files in "
-                    f"{shown_directory!r} {_DECODE_FAILURE}:\n  {listed}{more}\n"
+                    f"{len(failed)} of the {len(paths)} image files {source} "
+                    f"{_DECODE_FAILURE}:\n  {listed}{more}\n"
                     "Remove or replace them, or pass on_error='skip' to leave "
                     "them out."
                 )
             warnings.warn(
-                f"Leaving out {len(failed)} of the {len(paths)} image files in "
-                f"{shown_directory!r}: they {_DECODE_FAILURE}:\n  {listed}{more}",
-                stacklevel=2,
+                f"Leaving out {len(failed)} of the {len(paths)} image files "
+                f"{source}: they {_DECODE_FAILURE}:\n  {listed}{more}",
+                stacklevel=3,
             )
             failed = set(failed)
             keep = [i for i, path in enumerate(paths) if path not in failed]
@@ -281,9 +424,7 @@ def from_image_folder(
                 labels = [labels[i] for i in keep]
         known_count = True
         if not paths:
-            raise ValueError(
-                f"None of the image files in {shown_directory!r} can be decoded."
-            )
+            raise ValueError(f"None of the image files {source} can be decoded.")
 
     dataset = _decoded_dataset(
         paths, labels, size, on_error, crop_to_aspect_ratio, interpolation,
@@ -291,7 +432,6 @@ def from_image_folder(
     )
     if known_count:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(paths)))
-    dataset.class_names = class_names
     dataset.file_paths = list(paths)
     return dataset
 

@@ -125,7 +125,8 @@ def pretraining_dataset(
     Two forms of batch:
 
     - `augmentation=None` (the default): raw images, `(images, labels)` or
-      `images`. The pretrainer's own augmentation makes the views inside the
+      `images` (`images` alone when the dataset has no labels or
+      `with_labels=False`). The pretrainer's own augmentation makes the views inside the
       compiled training step, on the accelerator: the faster choice.
     - `augmentation` a layer such as `SimCLRAugmentation`: it is called twice
       on each batch inside `tf.data` (on the CPU, any backend), giving
@@ -153,8 +154,11 @@ def pretraining_dataset(
             layers do; a layer written in `keras.ops` does so only on
             TensorFlow).
         with_labels: bool, whether to pass the labels on when the dataset
-            has them (the pretrainer's online linear probe trains on them).
-            Defaults to `True`.
+            has them: `True` for a pretrainer with an online linear probe
+            (`num_classes`) or a supervised objective (`"supcon"`), which
+            train on them; `False` for one without a probe, which takes
+            images only (its `fit` refuses labels), or to ignore labels
+            altogether. Defaults to `True`.
         shuffle_buffer: int, the shuffle buffer in examples; 0 or None for
             no shuffling (e.g. after `from_image_folder(shuffle=True)`,
             which already permutes the whole file list). The buffer holds
@@ -185,6 +189,13 @@ def pretraining_dataset(
         dataset, batch_size=512, cache=True, seed=0
     )
     pretrainer.fit(batches, epochs=100)
+
+    # Unlabelled pretraining (no `num_classes`): images only, even from a
+    # folder of class subfolders.
+    folder = keras_simclr.data.from_image_folder("photos", 96)
+    batches = keras_simclr.data.pretraining_dataset(
+        folder, batch_size=256, with_labels=False
+    )
     ```
     """
     batch_size = _positive_int("batch_size", batch_size)

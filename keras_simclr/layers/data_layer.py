@@ -10,19 +10,27 @@ backends.
 
 `DataLayer` is not exported by Keras, so it is imported here alone; the Keras
 version range in `pyproject.toml` is the one this was tested with, and
-`tests/layers/data_layer_test.py` guards it on every backend.
+`tests/layers/data_layer_test.py` guards it on every backend. So is the
+layer call context (`global_state`'s `"current_call_ctx"`), read to tell a
+call by the user (whose input range is checked) from a call inside a model.
 """
 
+import math
 import numbers
+import re
+import sys
 
 import keras
+import numpy as np
 
 try:
+    from keras.src.backend.common import global_state
     from keras.src.layers.preprocessing.data_layer import DataLayer
 except ImportError as error:  # pragma: no cover - depends on the Keras version
     raise ImportError(
         "keras_simclr's augmentation layers need Keras's `DataLayer` "
-        "(keras.src.layers.preprocessing.data_layer), present in Keras 3.15. "
+        "(keras.src.layers.preprocessing.data_layer) and its call context "
+        "(keras.src.backend.common.global_state), present in Keras 3.15. "
         f"Installed: keras=={keras.__version__}. Install a supported version "
         "with `pip install 'keras>=3.15,<3.16'`."
     ) from error
@@ -50,6 +58,229 @@ def validate_value_range(value_range, allow_none=False):
             f"with low < high. Received: value_range={value_range}"
         )
     return (float(value_range[0]), float(value_range[1]))
+
+
+# Values this far outside `value_range`, as a fraction of its width, are
+# float rounding (a resize or a colour change of in-range images), not images
+# in another range.
+VALUE_RANGE_TOLERANCE = 1e-3
+
+
+def check_value_range(images, value_range, argument):
+    """Raises ValueError if a batch of images is not in `value_range`.
+
+    Catches the two mistakes that otherwise train silently on wrong images:
+
+    - images in `[0, 1]` given with a range whose upper bound is above 1,
+      such as the default `(0, 255)`: the layers would read them as nearly
+      black. Real images in `[0, 255]` never have all their values at or
+      below 1, except a constant batch (such as zeros), which is let
+      through;
+    - values outside `value_range`, beyond a tolerance of 0.1% of its width
+      for float rounding.
+
+    It costs one minimum and one maximum over the batch. Symbolic tensors
+    (a `KerasTensor`, a tensor of a TensorFlow graph, a JAX tracer, a tensor
+    that `torch.compile` traces) have no values and are not checked; an
+    empty batch passes.
+
+    Args:
+        images: a concrete batch of images: a NumPy array, or an eager
+            tensor of TensorFlow, JAX or PyTorch (whatever the backend).
+        value_range: tuple `(low, high)`, the range the images are declared
+            to be in.
+        argument: str, the name of the images in the error message, such as
+            `"x"`.
+
+    Raises:
+        ValueError: if the images look like `[0, 1]` images for a range
+            above 1, or fall outside `value_range`; the message names
+            `value_range`, gives the batch's minimum and maximum and the
+            remedy.
+
+    Example:
+
+    ```python
+    images = np.random.uniform(0, 1, (8, 32, 32, 3))
+    check_value_range(images, (0, 255), "x")  # ValueError: ... value_range
+    check_value_range(images * 255, (0, 255), "x")  # passes
+    ```
+    """
+    low, high = validate_value_range(value_range)
+    if _is_symbolic(images):
+        return
+    extrema = _extrema(images)
+    if extrema is None:
+        return
+    message = _value_range_problem(low, high, *extrema, argument)
+    if message is not None:
+        raise ValueError(message)
+
+
+def _value_range_problem(low, high, minimum, maximum, argument):
+    """The error message for a batch with these extrema, or None."""
+    received = (
+        f"Received: value_range={(low, high)}, {argument}.min()="
+        f"{minimum:.6g}, {argument}.max()={maximum:.6g}"
+    )
+    if high > 1.0 and maximum <= 1.0 and maximum > minimum:
+        return _unit_range_message(low, high, argument) + received
+    tolerance = VALUE_RANGE_TOLERANCE * (high - low)
+    if minimum < low - tolerance or maximum > high + tolerance:
+        return _outside_message(low, high, argument) + received
+    return None
+
+
+def _unit_range_message(low, high, argument):
+    scale = (
+        "multiply the images by 255"
+        if (low, high) == (0.0, 255.0)
+        else f"rescale the images to {(low, high)}"
+    )
+    return (
+        f"`{argument}` holds images in [0, 1] but `value_range` is "
+        f"{(low, high)}, so they would be read as nearly black images. "
+        f"Pass `value_range=(0, 1)`, or {scale}. "
+    )
+
+
+def _outside_message(low, high, argument):
+    return (
+        f"`{argument}` has values outside `value_range`={(low, high)}. "
+        "Pass the range the images are in as `value_range`, or rescale "
+        "them to it. "
+    )
+
+
+def _is_symbolic(images):
+    if isinstance(images, keras.KerasTensor):
+        return True
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and _is_graph_tensor(tf, images):
+        return True
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(images, jax.core.Tracer):
+        return True
+    torch = sys.modules.get("torch")
+    return (
+        torch is not None
+        and isinstance(images, torch.Tensor)
+        and torch.compiler.is_compiling()
+    )
+
+
+def _is_graph_tensor(tf, images):
+    return tf.is_tensor(images) and tf.is_symbolic_tensor(images)
+
+
+def _extrema(images):
+    """`(min, max)` of a concrete batch as floats, computed where it lives;
+    None when it is empty."""
+    package = type(images).__module__.split(".")[0]
+    if package not in ("tensorflow", "torch", "jax", "jaxlib"):
+        images = np.asarray(images)
+    if math.prod(tuple(images.shape)) == 0:
+        return None
+    if package == "tensorflow":
+        tf = sys.modules["tensorflow"]
+        return float(tf.reduce_min(images)), float(tf.reduce_max(images))
+    return float(images.min()), float(images.max())
+
+
+def assert_value_range_in_graph(images, value_range, argument):
+    """`check_value_range` for a tensor of a TensorFlow graph.
+
+    Adds the two checks as `tf.debugging.Assert` ops that the returned
+    tensor depends on, so a `tf.data` pipeline or a `tf.function` fails on
+    the first batch out of range with the message of `check_value_range`
+    followed by the batch's minimum and maximum. TensorFlow raises it as a
+    `tf.errors.InvalidArgumentError` (errors inside a graph have no Python
+    type). Under XLA the assertions compile to nothing.
+
+    Args:
+        images: a `tf.Tensor` of a graph.
+        value_range: tuple `(low, high)`.
+        argument: str, the name of the images in the message.
+
+    Returns:
+        `images`, with the assertions as control dependencies.
+    """
+    import tensorflow as tf
+
+    low, high = validate_value_range(value_range)
+    minimum = tf.cast(tf.reduce_min(images), "float32")
+    maximum = tf.cast(tf.reduce_max(images), "float32")
+    empty = tf.equal(tf.size(images), 0)
+    received = (
+        f"Received: value_range={(low, high)}, {argument}.min() and "
+        f"{argument}.max():"
+    )
+    assertions = []
+    if high > 1.0:
+        in_unit_range = tf.logical_and(maximum <= 1.0, maximum > minimum)
+        assertions.append(
+            tf.debugging.Assert(
+                tf.logical_or(empty, tf.logical_not(in_unit_range)),
+                [
+                    _unit_range_message(low, high, argument) + received,
+                    minimum,
+                    maximum,
+                ],
+            )
+        )
+    tolerance = VALUE_RANGE_TOLERANCE * (high - low)
+    outside = tf.logical_or(
+        minimum < low - tolerance, maximum > high + tolerance
+    )
+    assertions.append(
+        tf.debugging.Assert(
+            tf.logical_or(empty, tf.logical_not(outside)),
+            [
+                _outside_message(low, high, argument) + received,
+                minimum,
+                maximum,
+            ],
+        )
+    )
+    with tf.control_dependencies(assertions):
+        return tf.identity(images)
+
+
+# What TensorFlow reports for a failed assertion of
+# `assert_value_range_in_graph`: the message, then the minimum and maximum.
+_GRAPH_ASSERTION = re.compile(
+    r"assertion failed: \[(?P<message>`(?P<argument>[^`]+)` "
+    r"(?:holds images|has values).*?)"
+    r"(?P=argument)\.min\(\) and (?P=argument)\.max\(\):\] "
+    r"\[(?P<min>[^\]]+)\] \[(?P<max>[^\]]+)\]",
+    re.DOTALL,
+)
+
+
+def value_range_error_from_graph(error):
+    """The ValueError of `check_value_range` for a TensorFlow error raised by
+    `assert_value_range_in_graph`, or None for any other error.
+
+    A `tf.data` pipeline whose map calls an augmentation layer on images out
+    of range fails with a `tf.errors.InvalidArgumentError` when it is
+    iterated; code that reads the first batch itself (such as a model's
+    `fit`) can raise this ValueError instead, as for arrays.
+
+    Args:
+        error: an exception.
+
+    Returns:
+        A ValueError with the message `check_value_range` gives for the same
+        batch, or None.
+    """
+    match = _GRAPH_ASSERTION.search(str(error))
+    if match is None:
+        return None
+    argument = match.group("argument")
+    return ValueError(
+        f"{match.group('message')}{argument}.min()={match.group('min')}, "
+        f"{argument}.max()={match.group('max')}"
+    )
 
 
 def validate_probability(name, value):
@@ -131,6 +362,12 @@ class ImageDataLayer(DataLayer):
     A subclass whose output shape differs from its input, or which does
     something with `training=False`, overrides `call` and reuses
     `_map_batch(inputs, fn)`. The layers name `self.backend.numpy` `bnp`.
+
+    In training mode, a layer called directly (not from inside a model or
+    another layer) checks that its input lies in `value_range`: with
+    `check_value_range` on concrete inputs, with graph assertions in a
+    `tf.data` map. A subclass whose output does not depend on `value_range`
+    returns False from `_depends_on_value_range` and skips the check.
     """
 
     def __init__(self, value_range=(0, 255), seed=None, **kwargs):
@@ -157,7 +394,38 @@ class ImageDataLayer(DataLayer):
     def call(self, inputs, training=True):
         if not training:
             return self.backend.cast(inputs, self.compute_dtype)
+        inputs = self._check_value_range(inputs)
         return self._map_batch(inputs, self._augment_in_unit_range)
+
+    def _depends_on_value_range(self):
+        """Whether the output changes with `value_range` (then the input's
+        range is checked)."""
+        return True
+
+    def _check_value_range(self, inputs):
+        """Checks that `inputs` lie in `value_range`, when it matters.
+
+        Only in the outermost layer call: a call by the user (eagerly, or in
+        a `tf.data` map), not one from inside a model or another layer, so
+        that a compiled training step pays nothing; the data reaching a
+        model is checked by the model's `fit`. Concrete inputs go through
+        `check_value_range` (ValueError); a TensorFlow graph, such as a
+        `tf.data` map on any backend, gets the same checks as assertions.
+        JAX tracers are not checked.
+        """
+        if not self._depends_on_value_range() or not self._is_outermost_call():
+            return inputs
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and _is_graph_tensor(tf, inputs):
+            return assert_value_range_in_graph(
+                inputs, self.value_range, "inputs"
+            )
+        check_value_range(inputs, self.value_range, "inputs")
+        return inputs
+
+    def _is_outermost_call(self):
+        context = global_state.get_global_attribute("current_call_ctx")
+        return context is None or context.entry_layer is self
 
     def _map_batch(self, inputs, fn):
         """Applies `fn` to `inputs` as a 4D float32 batch.

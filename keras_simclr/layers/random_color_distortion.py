@@ -29,8 +29,11 @@ def _blend(start, stop, weight):
 
 
 def _split_channels(backend, images):
-    """`(b, h, w, 3)` to three `(b, h, w)` planes (contiguous slices)."""
+    """`(b, h, w, c)` to `c` planes `(b, h, w)` (contiguous slices); `c` is
+    1 or 3."""
     planes = backend.numpy.transpose(images, (3, 0, 1, 2))
+    if images.shape[-1] == 1:
+        return [planes[0]]
     return [planes[0], planes[1], planes[2]]
 
 
@@ -165,6 +168,33 @@ def adjust_hue(backend, images, delta):
     )
 
 
+def check_channels(layer_name, shape):
+    """Refuses images whose (static) channel count is neither 3 nor 1.
+
+    Args:
+        layer_name: str, the layer named in the message.
+        shape: the input shape; its last entry may be None (not checked).
+
+    Raises:
+        ValueError: if the channel count is known and is not 1 or 3.
+    """
+    try:
+        shape = tuple(shape)
+    except (TypeError, ValueError):
+        # None, or a TensorShape of unknown rank.
+        return
+    if not shape:
+        return
+    channels = shape[-1]
+    if channels is not None and channels not in (1, 3):
+        raise ValueError(
+            f"{layer_name} expects channels-last RGB images (3 channels) or "
+            "grayscale images (1 channel). Convert the images to one of "
+            "them; for RGBA images, drop the alpha channel with "
+            f"`images[..., :3]`. Received: inputs.shape={tuple(shape)}"
+        )
+
+
 def _gray_plane(planes):
     red, green, blue = planes
     red_weight, green_weight, blue_weight = LUMA_WEIGHTS
@@ -191,6 +221,13 @@ class RandomColorDistortion(ImageDataLayer):
     replaced by its luma (weights `0.2989, 0.587, 0.114`, as
     `tf.image.rgb_to_grayscale`) on all three channels.
 
+    Grayscale images (one channel) get the brightness and contrast changes
+    only, in their random order, with the same draws: on a gray image the
+    saturation and hue changes are the identity (its chroma is 0) and so is
+    the conversion to grayscale (up to the luma weights summing to 0.9999),
+    so this is what the RGB distortion does to the image repeated on three
+    channels, and the view keeps the single channel that the encoder takes.
+
     - brightness: `impl="v2"` multiplies by a factor drawn from
       `U(max(0, 1 - 0.8 s), 1 + 0.8 s)`; `impl="v1"` adds a delta drawn from
       `U(-0.8 s, 0.8 s)` (`tf.image.random_brightness`).
@@ -214,7 +251,11 @@ class RandomColorDistortion(ImageDataLayer):
     for "every operation at every position". Per-image choices are blends with
     0/1 weights, so everything stays batched.
 
-    Images must be RGB, channels-last.
+    Images are channels-last, RGB or grayscale; other channel counts are
+    refused when the layer is built. Called directly (eagerly, or in a
+    `tf.data` map), the layer checks that its input lies in `value_range`
+    and refuses images in `[0, 1]` with a range above 1, as
+    `SimCLRAugmentation` does.
 
     Args:
         strength: non-negative float, `s` above. SimCLR uses 1.0 on ImageNet
@@ -231,7 +272,8 @@ class RandomColorDistortion(ImageDataLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: RGB images `(batch, height, width, 3)` or `(height, width, 3)`.
+        inputs: RGB images `(batch, height, width, 3)` or `(height, width, 3)`,
+            or grayscale images with 1 channel.
         training: bool. `False` returns the inputs unchanged (cast to the
             compute dtype). Defaults to `True`.
 
@@ -288,13 +330,14 @@ class RandomColorDistortion(ImageDataLayer):
         self.grayscale_probability = grayscale_probability
         self.impl = impl
 
+    def build(self, input_shape):
+        check_channels(self.__class__.__name__, input_shape)
+        self.built = True
+
     def augment(self, images):
-        channels = images.shape[-1]
-        if channels is not None and channels != 3:
-            raise ValueError(
-                "RandomColorDistortion expects RGB images with 3 channels. "
-                f"Received: inputs.shape={tuple(images.shape)}"
-            )
+        # Also here: a tf.data graph on the JAX and PyTorch backends builds
+        # the layer without a shape.
+        check_channels(self.__class__.__name__, images.shape)
         transformation = self.get_random_transformation(
             self.backend.shape(images)[0]
         )
@@ -338,8 +381,9 @@ class RandomColorDistortion(ImageDataLayer):
         """Applies the distortion described by `transformation`.
 
         Args:
-            images: float32 RGB images `(batch, height, width, 3)` in
-                `[0, 1]` (values outside are clipped first).
+            images: float32 RGB images `(batch, height, width, 3)`, or
+                grayscale images with 1 channel, in `[0, 1]` (values outside
+                are clipped first).
             transformation: a dict from `get_random_transformation`.
 
         Returns:
@@ -352,7 +396,7 @@ class RandomColorDistortion(ImageDataLayer):
             jittered = self._jitter(planes, transformation)
             weight = self._mask(transformation["jitter"])
             planes = [_blend(a, b, weight) for a, b in zip(planes, jittered)]
-        if self.grayscale_probability > 0.0:
+        if self.grayscale_probability > 0.0 and len(planes) == 3:
             gray = _gray_plane(planes)
             weight = self._mask(transformation["grayscale"])
             planes = [_blend(plane, gray, weight) for plane in planes]
@@ -398,6 +442,9 @@ class RandomColorDistortion(ImageDataLayer):
         contrast = transformation["contrast"]
 
         def hsv(planes, slot):
+            if len(planes) == 1:
+                # A gray image has no saturation or hue to change.
+                return planes
             chroma_scale = _blend(
                 1.0, saturation, self._equal(saturation_slot, slot)
             )

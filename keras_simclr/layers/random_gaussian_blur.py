@@ -139,6 +139,9 @@ class RandomGaussianBlur(ImageDataLayer):
         self.kernel_size = kernel_size
         self.padding = padding
 
+    def _depends_on_value_range(self):
+        return self.padding == "zeros" and self.value_range[0] != 0.0
+
     def _augment_in_unit_range(self, images):
         # Blurring is linear with weights that sum to 1, so it commutes with
         # mapping the value range to [0, 1], except that zero padding means

@@ -158,6 +158,9 @@ class RandomResizedCrop(ImageDataLayer):
             return self._map_batch(inputs, self.augment)
         return self._map_batch(inputs, self.resize)
 
+    def _depends_on_value_range(self):
+        return False
+
     def augment(self, images):
         transformation = self.get_random_transformation(
             self.backend.shape(images)

@@ -5,6 +5,7 @@ from keras_simclr.layers.data_layer import validate_interval
 from keras_simclr.layers.data_layer import validate_probability
 from keras_simclr.layers.data_layer import validate_seed
 from keras_simclr.layers.random_color_distortion import RandomColorDistortion
+from keras_simclr.layers.random_color_distortion import check_channels
 from keras_simclr.layers.random_gaussian_blur import RandomGaussianBlur
 from keras_simclr.layers.random_resized_crop import RandomResizedCrop
 
@@ -36,9 +37,23 @@ class SimCLRAugmentation(ImageDataLayer):
 
     The layer runs inside a compiled model on every backend (augmentation on
     the accelerator) and in `tf.data.Dataset.map` on every backend. Images are
-    channels-last RGB. With `training=False` it only resizes the whole image
-    to `image_size` (bilinear), so a model that starts with it also accepts
-    plain images at inference time.
+    channels-last, RGB or grayscale: a grayscale image (1 channel) keeps its
+    channel and gets the brightness and contrast changes of the colour
+    distortion, which is what the RGB distortion does to a gray image (see
+    `RandomColorDistortion`). Other channel counts are refused when the
+    layer is built, or when a model that contains it is built. With
+    `training=False` it only resizes the whole image to `image_size`
+    (bilinear), so a model that starts with it also accepts plain images at
+    inference time.
+
+    Called directly (eagerly, or in a `tf.data` map), the layer checks that
+    its input lies in `value_range`, and refuses images in `[0, 1]` given
+    with the default `(0, 255)` (they would be read as nearly black); see
+    `keras_simclr.layers.data_layer.check_value_range`. In a `tf.data` map
+    the check is a TensorFlow assertion, reported by TensorFlow as a
+    `tf.errors.InvalidArgumentError` with the same message. Inside a model
+    (a compiled training step) the layer adds no check: the model's `fit`
+    checks its data.
 
     Args:
         image_size: int or tuple `(height, width)`, the size of the views.
@@ -56,12 +71,19 @@ class SimCLRAugmentation(ImageDataLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: RGB images `(batch, H, W, 3)` or `(H, W, 3)`, any size.
+        inputs: RGB images `(batch, H, W, 3)` or `(H, W, 3)`, any size, or
+            grayscale images with 1 channel.
         training: bool. Defaults to `True`.
 
     Returns:
-        Views of shape `(batch, height, width, 3)` (or without the batch axis,
-        as the input) in `value_range` and the layer's compute dtype.
+        Views of shape `(batch, height, width, channels)` (or without the
+        batch axis, as the input) in `value_range` and the layer's compute
+        dtype.
+
+    Raises:
+        ValueError: when called directly on images outside `value_range`,
+            or on images in `[0, 1]` with a `value_range` above 1; when
+            built for images with neither 1 nor 3 channels.
 
     Example:
 
@@ -181,6 +203,7 @@ class SimCLRAugmentation(ImageDataLayer):
             )
 
     def build(self, input_shape):
+        check_channels(self.__class__.__name__, input_shape)
         # Shapes are unknown (None) when a tf.data graph calls the layer on
         # the JAX or torch backend; the sublayers have no shape-dependent state.
         view_shape = None
@@ -197,6 +220,7 @@ class SimCLRAugmentation(ImageDataLayer):
             return self.backend.cast(
                 self.crop(inputs, training=False), self.compute_dtype
             )
+        inputs = self._check_value_range(inputs)
         return self._map_batch(inputs, self._augment_in_unit_range)
 
     def augment(self, images):
@@ -207,6 +231,9 @@ class SimCLRAugmentation(ImageDataLayer):
         return images
 
     def compute_output_shape(self, input_shape):
+        # A model that contains the layer calls this when it is built, so
+        # channels that the colour distortion cannot take are refused then.
+        check_channels(self.__class__.__name__, input_shape)
         return self.crop.compute_output_shape(input_shape)
 
     def get_config(self):

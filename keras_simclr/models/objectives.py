@@ -35,9 +35,25 @@ class Objective:
     predictor_hidden_dim: int = 0  # > 0: a prediction head of this width
     momentum_target: bool = False
     uses_temperature: bool = False
+    has_queue: bool = False
     # Arguments the pretrainer passes itself, not settable by the user.
     internal: tuple = ()
     reference: str = ""
+
+    def uses(self, argument, memory_queue=False):
+        """Whether this objective uses the pretrainer's `argument`.
+
+        `memory_queue=True` (SimCLR v2's memory, simclr only) brings a
+        momentum copy and a queue to simclr.
+        """
+        momentum = self.momentum_target or memory_queue
+        return {
+            "temperature": self.uses_temperature,
+            "prediction_head": bool(self.predictor_hidden_dim),
+            "momentum": momentum,
+            "momentum_schedule_steps": momentum,
+            "queue_size": self.has_queue or memory_queue,
+        }[argument]
 
     def options(self):
         """The keyword arguments a user may set through `objective_config`."""
@@ -66,7 +82,7 @@ OBJECTIVES = {
         ),
         Objective(
             "moco", moco_infonce, momentum_target=True, uses_temperature=True,
-            internal=("temperature",),
+            has_queue=True, internal=("temperature",),
             reference="He et al., 2020 / Chen et al., 2020, MoCo v1 / v2",
         ),
         Objective(
@@ -123,3 +139,35 @@ def validate_objective_config(objective, config):
             f"{sorted(allowed) or 'none'}. Received: objective_config={config!r}"
         )
     return dict(config)
+
+
+# The pretrainer's arguments that only some objectives use, their default
+# where used, and who uses them (for error messages).
+OBJECTIVE_ARGUMENTS = {
+    "temperature": (0.1, "simclr, supcon and moco"),
+    "prediction_head": (None, "byol and simsiam"),
+    "momentum": (0.996, "moco, byol, unigrad and simclr with memory_queue=True"),
+    "momentum_schedule_steps": (
+        None, "moco, byol, unigrad and simclr with memory_queue=True"
+    ),
+    "queue_size": (65536, "moco and simclr with memory_queue=True"),
+}
+
+
+def check_unused_arguments(objective, memory_queue, arguments):
+    """Refuses an argument given (not None) to an objective that ignores it."""
+    for name, value in arguments.items():
+        if value is not None and not objective.uses(name, memory_queue):
+            users = OBJECTIVE_ARGUMENTS[name][1]
+            # Only simclr takes memory_queue, which brings these arguments.
+            condition = (
+                " without memory_queue"
+                if objective.name == "simclr" and objective.uses(name, True)
+                else ""
+            )
+            raise ValueError(
+                f"`{name}` is not used by objective='{objective.name}'"
+                f"{condition}; "
+                f"it applies to {users}. Leave it unset. "
+                f"Received: {name}={value!r}"
+            )

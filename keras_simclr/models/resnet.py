@@ -26,6 +26,9 @@ BATCH_NORM_EPSILON = 1e-5
 # Smallest width of the layer that computes the selective-kernel weights.
 SELECTIVE_KERNEL_MIN_CHANNELS = 32
 
+# Scaled channel counts are rounded to a multiple of this (MobileNet's rule).
+CHANNEL_DIVISOR = 8
+
 # Every layer is built for channels-last images, whatever
 # `keras.config.image_data_format()` says, so that a saved model means the
 # same thing wherever it is loaded.
@@ -163,7 +166,18 @@ class ResNet(keras.Model):
     without padding ("fixed padding"), so the result does not depend on the
     input size being even. After the last block, global average pooling
     gives a vector of `512 * width_multiplier` features (depths 18 and 34) or
-    `2048 * width_multiplier` (depths 50 to 200).
+    `2048 * width_multiplier` (depths 50 to 200), with the rounding below for
+    a fractional `width_multiplier`.
+
+    `width_multiplier` scales the channels of every convolution. A scaled
+    count `c * width_multiplier` that is not a multiple of 8 is rounded as
+    MobileNet's `_make_divisible` does: to the nearest multiple of 8, never
+    below 8 and never more than 10% below the exact value (one step of 8 up
+    when it would be). The rounded count of a group is the width of its 3x3
+    convolutions; a bottleneck block outputs 4 times it. So at width 0.25 a
+    ResNet-50 has groups 16, 32, 64, 128 wide and outputs 512 features, and
+    at width 0.3 its groups are 24, 40, 80, 152 wide. Integer widths need no
+    rounding and give the official networks.
 
     Its convolutions and batch norms are `ChannelsLastConv2D` and
     `FusedBatchNormalization`: Keras's layers, computing the same, without
@@ -195,8 +209,11 @@ class ResNet(keras.Model):
     Args:
         depth: int, one of 18, 34 (basic blocks), 50, 101, 152, 200
             (bottleneck blocks).
-        width_multiplier: int >= 1, multiplies the number of filters of every
-            convolution, the stem included.
+        width_multiplier: positive number (int or float), multiplies the
+            number of filters of every convolution, the stem included; 1 to
+            3 in SimCLR v2, fractions such as 0.25 or 0.5 for quick
+            experiments and small distillation students. Fractional
+            widths are rounded per layer to a multiple of 8 (see above).
         cifar_stem: bool. If True, the stem is one 3x3 convolution with
             stride 1 and no max pooling (for 32x32 images such as CIFAR);
             otherwise a 7x7 convolution with stride 2 and a 3x3 max pooling
@@ -275,7 +292,7 @@ class ResNet(keras.Model):
         block_fn = (
             builder.basic_block if block_type == "basic" else builder.bottleneck
         )
-        stem_filters = 64 * width_multiplier
+        stem_filters = _scaled_channels(64, width_multiplier)
 
         # === Functional Model ===
         inputs = keras.Input(shape=input_shape, name="images")
@@ -285,9 +302,11 @@ class ResNet(keras.Model):
             x = builder.batch_norm(x, "stem")
         else:
             if sk_ratio > 0:
-                x = builder.conv(x, stem_filters // 2, 3, 2, "stem_conv1")
+                # Rounded on its own, so that it never falls below 8.
+                half_filters = _scaled_channels(32, width_multiplier)
+                x = builder.conv(x, half_filters, 3, 2, "stem_conv1")
                 x = builder.batch_norm(x, "stem", "1")
-                x = builder.conv(x, stem_filters // 2, 3, 1, "stem_conv2")
+                x = builder.conv(x, half_filters, 3, 1, "stem_conv2")
                 x = builder.batch_norm(x, "stem", "2")
                 x = builder.conv(x, stem_filters, 3, 1, "stem_conv3")
             else:
@@ -303,7 +322,7 @@ class ResNet(keras.Model):
                 name="stem_pool",
             )(x)
         for group, num_blocks in enumerate(blocks_per_group):
-            filters = 64 * width_multiplier * 2**group
+            filters = _scaled_channels(64 * 2**group, width_multiplier)
             for block in range(num_blocks):
                 strides = 2 if group > 0 and block == 0 else 1
                 x = block_fn(
@@ -462,17 +481,42 @@ def _validate_depth(depth):
     return int(depth)
 
 
+def _scaled_channels(channels, width_multiplier, divisor=CHANNEL_DIVISOR):
+    """`channels * width_multiplier` rounded to a multiple of `divisor`.
+
+    MobileNet's `_make_divisible`: the nearest multiple of `divisor`, at
+    least `divisor`, and one step of `divisor` more if rounding down would
+    lose more than 10% of the exact value.
+
+    Args:
+        channels: int, the channel count at width 1.
+        width_multiplier: positive number.
+        divisor: int, the multiple to round to.
+
+    Returns:
+        An int, a positive multiple of `divisor`.
+    """
+    exact = channels * width_multiplier
+    rounded = max(divisor, int(exact + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * exact:
+        rounded += divisor
+    return rounded
+
+
 def _validate_width_multiplier(width_multiplier):
     if (
-        not isinstance(width_multiplier, numbers.Integral)
+        not isinstance(width_multiplier, numbers.Real)
         or isinstance(width_multiplier, bool)
-        or width_multiplier < 1
+        or not 0.0 < width_multiplier < float("inf")
     ):
         raise ValueError(
-            "`width_multiplier` must be an integer >= 1. Received: "
-            f"width_multiplier={width_multiplier}"
+            "`width_multiplier` must be a finite number > 0, such as 0.25, "
+            "1 or 2. Received: "
+            f"width_multiplier={width_multiplier!r}"
         )
-    return int(width_multiplier)
+    if isinstance(width_multiplier, numbers.Integral):
+        return int(width_multiplier)
+    return float(width_multiplier)
 
 
 def _validate_input_shape(input_shape):

@@ -5,14 +5,16 @@ import copy
 import keras
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr.layers.projection_head import ProjectionHead
+from keras_simclr.models._frozen_parts import FrozenPartsMixin
 from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
 
 MODES = ("finetune", "linear")
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class SimCLRClassifier(keras.Model):
+class SimCLRClassifier(FrozenPartsMixin, keras.Model):
     """A linear classifier on a (pre)trained encoder, for evaluation or
     fine-tuning, as in SimCLR v1 and v2.
 
@@ -26,9 +28,10 @@ class SimCLRClassifier(keras.Model):
 
     Two modes:
     - `"linear"`, linear evaluation: the encoder and the kept head layers
-      are frozen (their `trainable` is set to False) and always run in
-      inference mode, batch norm included, with the gradient stopped;
-      only the final Dense layer trains.
+      are frozen inside this model (they are left out of its
+      `trainable_variables`, their own `trainable` flags are not touched)
+      and always run in inference mode, batch norm included, with the
+      gradient stopped; only the final Dense layer trains.
     - `"finetune"`: everything trains (except what was frozen beforehand,
       e.g. the first blocks of the encoder, as the official
       `fine_tune_after_block`), batch norm in training mode during `fit`.
@@ -41,8 +44,9 @@ class SimCLRClassifier(keras.Model):
 
     Built from a `SimCLRPretrainer`, the classifier holds the pretrainer's
     own encoder and projection head objects, not copies: fine-tuning moves
-    the pretrainer's weights too, and `mode="linear"` leaves the shared
-    encoder and kept head layers with `trainable=False`. Saving the
+    the pretrainer's weights too. Building a classifier changes nothing in
+    the pretrainer: after linear evaluation, a fine-tuning classifier or
+    more pretraining train what they would have trained before. Saving the
     classifier alone (`classifier.save("model.keras")`) is enough to
     restore it: the encoder and the whole projection head (its unused
     layers too) are saved within it.
@@ -217,11 +221,6 @@ class SimCLRClassifier(keras.Model):
             dtype=self.dtype_policy,
             name="linear_classifier",
         )
-        if mode == "linear":
-            for layer in [self.encoder] + self.head_dense_layers + (
-                self.head_batch_norm_layers
-            ):
-                freeze(layer)
         if not trainable:
             freeze(self)
 
@@ -230,6 +229,13 @@ class SimCLRClassifier(keras.Model):
         self.head_layers = head_layers
         self.mode = mode
         self.dropout = float(dropout)
+
+    def _frozen_layers(self):
+        if getattr(self, "mode", None) != "linear":
+            return []
+        return (
+            [self.encoder] + self.head_dense_layers + self.head_batch_norm_layers
+        )
 
     @property
     def projection_head(self):
@@ -330,6 +336,12 @@ class SimCLRClassifier(keras.Model):
             )
         if loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # Class ids are checked before training when the loss takes them;
+        # a user's own loss may take other labels (one-hot, soft).
+        self._sparse_labels = isinstance(
+            loss, keras.losses.SparseCategoricalCrossentropy
+        ) or loss in ("sparse_categorical_crossentropy",
+                      keras.losses.sparse_categorical_crossentropy)
         if metrics == "auto":
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
             if self.num_classes > 5:
@@ -339,6 +351,22 @@ class SimCLRClassifier(keras.Model):
                     )
                 )
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        self._check_data(x, y, kwargs.get("validation_data"))
+        return super().fit(x, y, batch_size=batch_size, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        self._check_data(x, y)
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def _check_data(self, x, y, validation_data=None):
+        """Checks the labels as the pretrainer and the distiller do."""
+        if getattr(self, "_sparse_labels", False):
+            _validation.check_fit_labels(
+                x, y, validation_data, self.num_classes, "SimCLRClassifier",
+                labels_required=True,
+            )
 
     def compile_from_config(self, config):
         # `compile` is overridden (for its defaults), so Keras leaves

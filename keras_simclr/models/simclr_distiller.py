@@ -5,15 +5,16 @@ import copy
 import keras
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr import distribute
 from keras_simclr.losses.distillation import distillation_loss
 from keras_simclr.losses.nt_xent import _validate_temperature
 from keras_simclr.models._compile import restore_compiled_state
-from keras_simclr.models.simclr_classifier import freeze
+from keras_simclr.models._frozen_parts import FrozenPartsMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class SimCLRDistiller(keras.Model):
+class SimCLRDistiller(FrozenPartsMixin, keras.Model):
     """SimCLR v2 distillation: trains a student on a fixed teacher's
     predictions, on unlabeled images.
 
@@ -27,8 +28,10 @@ class SimCLRDistiller(keras.Model):
     1. makes one augmented view of each image with `augmentation` (if
        any); teacher and student see the same view;
     2. runs the teacher in inference mode (batch norm on its moving
-       statistics), with no gradient; its weights never change: its
-       `trainable` is set to False, so it holds no trainable weights;
+       statistics), with no gradient; its weights never change: they are
+       left out of the distiller's `trainable_variables`, while the
+       teacher's own `trainable` flags stay as they were (the teacher can
+       still be trained on its own afterwards);
     3. minimises, over the student's weights, the batch mean of
        `distillation_loss(teacher_logits, student_logits, temperature)`,
        the cross-entropy between the teacher's and the student's
@@ -53,8 +56,8 @@ class SimCLRDistiller(keras.Model):
 
     Args:
         teacher: a Keras model or layer that maps images to logits
-            `(N, num_classes)`, e.g. a fine-tuned `SimCLRClassifier`. Its
-            `trainable` is set to False.
+            `(N, num_classes)`, e.g. a fine-tuned `SimCLRClassifier`. The
+            distiller never trains it and never changes it.
         student: a Keras model or layer that maps the same images to logits
             over the same classes; a different object from the teacher.
         temperature: positive float, the softmax temperature `tau` of the
@@ -149,7 +152,6 @@ class SimCLRDistiller(keras.Model):
             )
 
         # === Layers ===
-        freeze(teacher)
         self.teacher = teacher
         self.student = student
         self.augmentation = augmentation
@@ -168,6 +170,12 @@ class SimCLRDistiller(keras.Model):
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
             name="accuracy"
         )
+
+    def _frozen_layers(self):
+        return [self.teacher]
+
+    def _nested_frozen_parts(self):
+        return [self.student] if isinstance(self.student, FrozenPartsMixin) else []
 
     # === Building ===
 
@@ -245,7 +253,11 @@ class SimCLRDistiller(keras.Model):
         distillation = ops.mean(
             distillation_loss(teacher_logits, student_logits, self.temperature)
         )
-        self.distillation_loss_tracker.update_state(distillation)
+        # Weighted by the batch's images, as Keras weights its `loss`.
+        weight = ops.cast(ops.shape(student_logits)[0], "float32")
+        self.distillation_loss_tracker.update_state(
+            distillation, sample_weight=weight
+        )
         self.teacher_agreement_tracker.update_state(
             ops.mean(
                 ops.cast(
@@ -255,7 +267,8 @@ class SimCLRDistiller(keras.Model):
                     ),
                     "float32",
                 )
-            )
+            ),
+            sample_weight=weight,
         )
         total = distillation
         if y is not None:
@@ -265,7 +278,7 @@ class SimCLRDistiller(keras.Model):
                     labels, student_logits, from_logits=True
                 )
             )
-            self.labelled_loss_tracker.update_state(labelled)
+            self.labelled_loss_tracker.update_state(labelled, sample_weight=weight)
             self.accuracy_tracker.update_state(labels, student_logits)
             weight = self.labelled_loss_weight
             total = (1.0 - weight) * distillation + weight * labelled
@@ -286,9 +299,23 @@ class SimCLRDistiller(keras.Model):
 
     # === Training entry points ===
 
-    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+    def compile(self, optimizer="auto", loss=None, **kwargs):
         """Configures training; the loss is built in, so `loss` is not
-        accepted. See `keras.Model.compile` for the other arguments."""
+        accepted.
+
+        Args:
+            optimizer: `"auto"` (default) for SGD with Nesterov momentum 0.9
+                and learning rate 0.1, the optimizer with which
+                `SimCLRClassifier` fine-tunes (the official code's
+                `--optimizer=momentum`), since the student is trained as a
+                classifier on the teacher's labels; scale the rate to your
+                batch size. Or any Keras optimizer.
+            **kwargs: other arguments of `keras.Model.compile`.
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.SGD(
+                learning_rate=0.1, momentum=0.9, nesterov=True
+            )
         if loss is not None:
             raise ValueError(
                 "SimCLRDistiller computes its own loss (distillation, plus the "
@@ -298,6 +325,37 @@ class SimCLRDistiller(keras.Model):
 
     def compile_from_config(self, config):
         restore_compiled_state(self, config)
+
+    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        self._check_data(x, y, kwargs.get("validation_data"))
+        return super().fit(x, y, batch_size=batch_size, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        self._check_data(x, y)
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def _num_classes(self, x):
+        """The student's number of classes, from its output shape."""
+        classes = getattr(self.student, "num_classes", None)
+        if isinstance(classes, int):
+            return classes
+        if _validation.is_tf_dataset(x):
+            x = _validation.split_element(x.element_spec)[0]
+        shape = getattr(x, "shape", None)
+        if shape is None:
+            return None
+        try:
+            output = self.student.compute_output_shape((None,) + tuple(shape)[1:])
+        except Exception:
+            return None
+        return output[-1] if isinstance(output[-1], int) else None
+
+    def _check_data(self, x, y, validation_data=None):
+        """Checks the labels, if any, as the pretrainer and classifier do."""
+        _validation.check_fit_labels(
+            x, y, validation_data, self._num_classes(x), "SimCLRDistiller",
+            labels_required=False,
+        )
 
     # === Config ===
 

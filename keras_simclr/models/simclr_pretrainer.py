@@ -1,13 +1,17 @@
 """SimCLR pretraining as a `keras.Model` that `fit()` trains on any backend."""
 
+import contextlib
 import copy
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr import cpu_defaults
 from keras_simclr import distribute
+from keras_simclr.layers.data_layer import check_value_range
+from keras_simclr.layers.data_layer import value_range_error_from_graph
 from keras_simclr.layers.prediction_head import PredictionHead
 from keras_simclr.layers.projection_head import ProjectionHead
 from keras_simclr.losses.byol import cosine_momentum
@@ -18,6 +22,7 @@ from keras_simclr.losses.unigrad import unigrad_correlation
 from keras_simclr.losses.unigrad import update_correlation
 from keras_simclr.models import objectives
 from keras_simclr.models._compile import restore_compiled_state
+from keras_simclr.optimizers.lars import LARS
 
 VIEW_KEYS = ("view_a", "view_b")
 
@@ -69,8 +74,14 @@ class SimCLRPretrainer(keras.Model):
         projection_head: a layer from features to projections; default
             `ProjectionHead(hidden_dim=None, output_dim=128, num_layers=2)`
             (SimCLR v1).
-        temperature: positive float, the NT-Xent temperature (0.1 in the
-            paper for large batches, 0.5 in its CIFAR-10 experiments).
+        temperature: positive float, the temperature of simclr, supcon and
+            moco; `None` (default) for 0.1 (the paper's value for large
+            batches; its CIFAR-10 experiments use 0.5).
+
+        An argument that the chosen objective does not use (`temperature`,
+        `prediction_head`, `momentum`, `momentum_schedule_steps`,
+        `queue_size`) must be left unset: given, it is refused with a
+        `ValueError` that names the objectives using it.
         num_classes: number of classes of the online linear probe; `None`
             for no probe.
         objective: what to minimise, on the same views, encoder and head:
@@ -90,15 +101,17 @@ class SimCLRPretrainer(keras.Model):
             `PredictionHead(hidden_dim=4096)` for byol and `hidden_dim=512`
             for simsiam (their papers' widths).
         momentum: the momentum `m` of the target network of moco, byol,
-            unigrad and the simclr memory queue, updated as `target = m * target + (1 - m) * online`
-            before the target's forward pass of each step (as MoCo does).
-            0.996 as BYOL; MoCo uses 0.999.
+            unigrad and the simclr memory queue, updated as
+            `target = m * target + (1 - m) * online` before the target's
+            forward pass of each step (as MoCo does). `None` (default) for
+            0.996, as BYOL; MoCo uses 0.999.
         momentum_schedule_steps: if set, the momentum rises from `momentum`
             to 1 along BYOL's cosine schedule over this many steps (usually
             the total number of training steps); if `None` it stays
             constant.
         queue_size: number of keys in the queue of negatives of moco, and of
-            simclr with `memory_queue=True` (65536 in MoCo); each step
+            simclr with `memory_queue=True`; `None` (default) for 65536,
+            as MoCo. Each step
             enqueues the keys of both views of the global batch, so it must
             be at least twice the global batch.
         memory_queue: SimCLR v2's memory (its Section 2, after MoCo): with
@@ -152,14 +165,14 @@ class SimCLRPretrainer(keras.Model):
         encoder,
         augmentation=None,
         projection_head=None,
-        temperature=0.1,
+        temperature=None,
         num_classes=None,
         objective="simclr",
         objective_config=None,
         prediction_head=None,
-        momentum=0.996,
+        momentum=None,
         momentum_schedule_steps=None,
-        queue_size=65536,
+        queue_size=None,
         memory_queue=False,
         global_bn=True,
         **kwargs,
@@ -204,11 +217,36 @@ class SimCLRPretrainer(keras.Model):
         self.objective_config = objectives.validate_objective_config(
             self._objective, objective_config
         )
-        if prediction_head is not None and not self._objective.predictor_hidden_dim:
+        if not isinstance(memory_queue, bool):
             raise ValueError(
-                f"objective='{objective}' has no prediction head; only byol and "
-                f"simsiam do. Received: prediction_head={prediction_head!r}"
+                "`memory_queue` must be True or False. "
+                f"Received: memory_queue={memory_queue!r}"
             )
+        if memory_queue and objective != "simclr":
+            raise ValueError(
+                "`memory_queue` adds a queue of negatives to objective="
+                "'simclr' (SimCLR v2); objective='moco' always has one, the "
+                f"others none. Received: memory_queue=True, objective={objective!r}"
+            )
+        # An argument the objective would ignore is refused, not dropped.
+        objectives.check_unused_arguments(
+            self._objective,
+            memory_queue,
+            {
+                "temperature": temperature,
+                "prediction_head": prediction_head,
+                "momentum": momentum,
+                "momentum_schedule_steps": momentum_schedule_steps,
+                "queue_size": queue_size,
+            },
+        )
+        if temperature is None and self._objective.uses("temperature"):
+            temperature = objectives.OBJECTIVE_ARGUMENTS["temperature"][0]
+        uses_momentum = self._objective.uses("momentum", memory_queue)
+        if momentum is None and uses_momentum:
+            momentum = objectives.OBJECTIVE_ARGUMENTS["momentum"][0]
+        if queue_size is None and self._objective.uses("queue_size", memory_queue):
+            queue_size = objectives.OBJECTIVE_ARGUMENTS["queue_size"][0]
         if prediction_head is None and self._objective.predictor_hidden_dim:
             prediction_head = PredictionHead(
                 hidden_dim=self._objective.predictor_hidden_dim,
@@ -221,8 +259,10 @@ class SimCLRPretrainer(keras.Model):
                 "`prediction_head` must be a Keras layer or None. "
                 f"Received: prediction_head={prediction_head!r}"
             )
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or (
-            not 0.0 <= momentum < 1.0
+        if momentum is not None and (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0.0 <= momentum < 1.0
         ):
             raise ValueError(
                 "`momentum` must be a number in [0, 1). "
@@ -237,27 +277,18 @@ class SimCLRPretrainer(keras.Model):
                 "`momentum_schedule_steps` must be a positive integer or None. "
                 f"Received: momentum_schedule_steps={momentum_schedule_steps!r}"
             )
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or (
-            queue_size < 1
+        if queue_size is not None and (
+            isinstance(queue_size, bool)
+            or not isinstance(queue_size, int)
+            or queue_size < 1
         ):
             raise ValueError(
                 "`queue_size` must be a positive integer. "
                 f"Received: queue_size={queue_size!r}"
             )
-        if not isinstance(memory_queue, bool):
-            raise ValueError(
-                "`memory_queue` must be True or False. "
-                f"Received: memory_queue={memory_queue!r}"
-            )
-        if memory_queue and objective != "simclr":
-            raise ValueError(
-                "`memory_queue` adds a queue of negatives to objective="
-                "'simclr' (SimCLR v2); objective='moco' always has one, the "
-                f"others none. Received: memory_queue=True, objective={objective!r}"
-            )
         self.memory_queue = memory_queue
         self.prediction_head = prediction_head
-        self.momentum = float(momentum)
+        self.momentum = None if momentum is None else float(momentum)
         self.momentum_schedule_steps = momentum_schedule_steps
         self.queue_size = queue_size
         self.target_encoder = None
@@ -270,7 +301,9 @@ class SimCLRPretrainer(keras.Model):
         self.encoder = encoder
         self.augmentation = augmentation
         self.projection_head = projection_head
-        self.temperature = _validate_temperature(temperature)
+        self.temperature = (
+            None if temperature is None else _validate_temperature(temperature)
+        )
         self.num_classes = num_classes
         self.probe = None
         if num_classes is not None:
@@ -326,6 +359,40 @@ class SimCLRPretrainer(keras.Model):
                 f"{channels}. Received: {argument}.shape={shape}"
             )
 
+    def _check_view_size(self, view_shape, given_views):
+        """Refuses views whose size the encoder's input cannot take."""
+        inputs = getattr(self.encoder, "inputs", None)
+        if not inputs:
+            return
+        expected = tuple(inputs[0].shape)
+        if len(expected) != 4:
+            return
+        mismatch = any(
+            want is not None and have is not None and want != have
+            for want, have in zip(expected[1:3], view_shape[1:3])
+        )
+        if not mismatch:
+            return
+        size = f"{view_shape[1]}x{view_shape[2]}"
+        wanted = f"{expected[1]}x{expected[2]}"
+        if given_views:
+            source = f"The views given in `x` are {size} images"
+        elif self.augmentation is not None:
+            image_size = getattr(self.augmentation, "image_size", None)
+            source = (
+                f"The augmentation makes {size} views "
+                + (f"(`image_size={image_size}`)" if image_size else "")
+            )
+        else:
+            source = f"With augmentation=None the images themselves ({size}) are the views"
+        raise ValueError(
+            f"{source}, but the encoder takes {wanted} images (its input "
+            f"shape is {expected}). Make the two agree: set the "
+            "augmentation's `image_size` to the encoder's input size, or "
+            "build the encoder for the view size. Received: view shape "
+            f"{tuple(view_shape)}, encoder input shape {expected}"
+        )
+
     def build(self, input_shape):
         if isinstance(input_shape, dict):
             _check_view_keys(input_shape)
@@ -336,6 +403,7 @@ class SimCLRPretrainer(keras.Model):
             view_shape = tuple(input_shape)
             if self.augmentation is not None:
                 view_shape = tuple(self.augmentation.compute_output_shape(view_shape))
+        self._check_view_size(view_shape, isinstance(input_shape, dict))
         if not self.encoder.built:
             self.encoder.build(view_shape)
         feature_shape = tuple(self.encoder.compute_output_shape(view_shape))
@@ -457,9 +525,12 @@ class SimCLRPretrainer(keras.Model):
     def _require_probe(self, received):
         if self.probe is None and not self._objective.needs_labels:
             raise ValueError(
-                "Labels were given but the pretrainer has no linear probe. "
-                "Pass `num_classes` to SimCLRPretrainer to train one, or fit "
-                f"on images alone. Received: {received}"
+                "Labels were given but the pretrainer has no linear probe "
+                "to use them. Fit on images alone (for the library's "
+                "pipelines, `with_labels=False`, e.g. "
+                "`pretraining_dataset(..., with_labels=False)`), or pass "
+                "`num_classes` to SimCLRPretrainer to train an online probe. "
+                f"Received: {received}"
             )
 
     def make_views(self, images):
@@ -511,6 +582,7 @@ class SimCLRPretrainer(keras.Model):
         if y is not None and (self.probe is not None or not self._objective.needs_labels):
             self._require_probe(f"y of shape {tuple(y.shape)}")
             labels = ops.reshape(ops.cast(y, "int32"), (-1,))
+            weight = ops.cast(ops.shape(labels)[0], "float32")
             logits = ops.cast(y_pred["probe_logits"], "float32")
             if isinstance(x, dict) or training:
                 # The probe saw both views.
@@ -520,7 +592,9 @@ class SimCLRPretrainer(keras.Model):
                     labels, logits, from_logits=True
                 )
             )
-            self.probe_loss_tracker.update_state(probe_loss)
+            self.probe_loss_tracker.update_state(
+                probe_loss, sample_weight=weight
+            )
             self.probe_accuracy_tracker.update_state(labels, logits)
             total = total + probe_loss
 
@@ -540,6 +614,9 @@ class SimCLRPretrainer(keras.Model):
         name = self.objective
         config = self.objective_config
         z_a, z_b = ops.split(outputs["projection"], 2, axis=0)
+        # Weighted by the batch's images, as Keras weights its `loss`: with
+        # a smaller last batch the epoch means still agree.
+        weight = ops.cast(ops.shape(z_a)[0], "float32")
         if name == "simclr":
             negatives = None
             if self.memory_queue:
@@ -549,9 +626,11 @@ class SimCLRPretrainer(keras.Model):
             )
             if self.memory_queue and training:
                 self._enqueue(outputs["target_projection"])
-            self.contrastive_loss_tracker.update_state(loss)
-            self.contrastive_accuracy_tracker.update_state(accuracy)
-            self.contrastive_entropy_tracker.update_state(entropy)
+            self.contrastive_loss_tracker.update_state(loss, sample_weight=weight)
+            self.contrastive_accuracy_tracker.update_state(
+                accuracy, sample_weight=weight
+            )
+            self.contrastive_entropy_tracker.update_state(entropy, sample_weight=weight)
             return loss
         if name == "supcon":
             if labels is None:
@@ -600,7 +679,7 @@ class SimCLRPretrainer(keras.Model):
             else:
                 correlation = ops.where(initialized, current, batch_correlation)
             loss = self._objective.function(z_a, z_b, t_a, t_b, correlation, **config)
-        self.objective_loss_tracker.update_state(loss)
+        self.objective_loss_tracker.update_state(loss, sample_weight=weight)
         self.positive_similarity_tracker.update_state(
             ops.mean(
                 ops.sum(
@@ -608,7 +687,8 @@ class SimCLRPretrainer(keras.Model):
                     * ops.normalize(ops.cast(z_b, "float32"), axis=-1),
                     axis=-1,
                 )
-            )
+            ),
+            sample_weight=weight,
         )
         return loss
 
@@ -642,9 +722,23 @@ class SimCLRPretrainer(keras.Model):
 
     # === Training entry points ===
 
-    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+    def compile(self, optimizer="auto", loss=None, **kwargs):
         """Configures training; the objective is built in, so `loss` is not
-        accepted. See `keras.Model.compile` for the other arguments."""
+        accepted.
+
+        Args:
+            optimizer: `"auto"` (default) for SimCLR's optimizer (its
+                Section B.1): `keras_simclr.optimizers.LARS` with momentum
+                0.9, weight decay 1e-6 (batch-norm parameters and biases
+                excluded) and learning rate 0.3, the paper's rate per 256
+                images; scale it to your batch with
+                `keras_simclr.optimizers.scale_learning_rate` and add a
+                warm-up and cosine decay (`WarmupCosineDecay`) for long
+                runs. Or any Keras optimizer.
+            **kwargs: other arguments of `keras.Model.compile`.
+        """
+        if optimizer == "auto":
+            optimizer = LARS(0.3, momentum=0.9, weight_decay=1e-6)
         if loss is not None:
             raise ValueError(
                 "SimCLRPretrainer computes its own objective (NT-Xent, plus "
@@ -676,7 +770,14 @@ class SimCLRPretrainer(keras.Model):
                 None,
                 prefix="validation_data",
             )
-        with distribute.global_batch_norm(
+        elif _validation.is_tf_dataset(validation_data):
+            self._validate_dataset(validation_data, "validation_data")
+            kwargs["validation_data"] = _validation.check_batches_hold_two_images(
+                validation_data, "validation_data"
+            )
+        if _validation.is_tf_dataset(x):
+            x = _validation.check_batches_hold_two_images(x, "x")
+        with _pipeline_errors_as_value_errors(), distribute.global_batch_norm(
             self,
             [
                 self.encoder,
@@ -691,7 +792,24 @@ class SimCLRPretrainer(keras.Model):
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
-        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+        if not _validation.is_tf_dataset(x):
+            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+        x = _validation.check_batches_hold_two_images(x, "x")
+        # On JAX, Keras's evaluate() lifts the variables' values out of the
+        # model (and donates their buffers to the compiled step) and puts
+        # them back only when it ends normally: an error from the pipeline
+        # would leave the model without weights. evaluate() changes no model
+        # variable, so copies are kept to put back.
+        saved = []
+        if keras.backend.backend() == "jax":
+            saved = [(v, ops.copy(v.value)) for v in self.variables]
+        try:
+            with _pipeline_errors_as_value_errors():
+                return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+        except ValueError:
+            for variable, value in saved:
+                variable.assign(value)
+            raise
 
     def _validate_data(self, x, y, batch_size, sample_weight, prefix=None):
         """Checks what can be checked before training starts."""
@@ -717,21 +835,24 @@ class SimCLRPretrainer(keras.Model):
                 "{'view_a': ..., 'view_b': ...}; Keras reads a tuple as "
                 f"(x, y). Received: {x_name} as a {type(x).__name__} of 2 arrays"
             )
-        if _is_tf_dataset(x):
+        if _validation.is_tf_dataset(x):
             self._validate_dataset(x, x_name)
             return
         if isinstance(x, dict):
             _check_view_keys(x, x_name)
             arrays = {f"{x_name}['{key}']": x[key] for key in VIEW_KEYS}
-        elif x is None or not _is_array_like(x):
+        elif x is None or not _validation.is_array_like(x):
             return
         else:
             arrays = {x_name: x}
         num_images = None
         for name, array in arrays.items():
-            array = _as_numpy(array, name)
+            array = _validation.as_numpy(array, name)
             self._check_image_shape(array.shape, name)
             num_images = len(array)
+            self._check_value_range(
+                array[: batch_size or 32], name, views=isinstance(x, dict)
+            )
         if num_images < 2:
             raise ValueError(
                 f"`{x_name}` must hold at least 2 images (each image's negatives "
@@ -745,8 +866,8 @@ class SimCLRPretrainer(keras.Model):
                 "Change `batch_size` or drop one image. "
                 f"Received: batch_size={batch_size}"
             )
-        if y is not None and _is_array_like(y):
-            self._check_labels(_as_numpy(y, y_name), num_images, y_name)
+        if y is not None and _validation.is_array_like(y):
+            self._check_labels(_validation.as_numpy(y, y_name), num_images, y_name)
         elif y is None and self._objective.needs_labels:
             raise ValueError(
                 f"objective='{self.objective}' needs a label per image: fit on "
@@ -754,36 +875,8 @@ class SimCLRPretrainer(keras.Model):
             )
 
     def _check_labels(self, labels, num_images, name):
-        self._require_probe(f"{name} of shape {labels.shape}")
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        if labels.ndim != 1:
-            raise ValueError(
-                f"`{name}` must hold one integer class id per image, shape "
-                f"(N,). Received: {name}.shape={labels.shape}"
-            )
-        if num_images is not None and len(labels) != num_images:
-            raise ValueError(
-                f"`{name}` has {len(labels)} labels for {num_images} images. "
-                f"Received: {name}.shape={labels.shape}"
-            )
-        if labels.dtype.kind == "f" and not np.all(np.mod(labels, 1) == 0):
-            raise ValueError(
-                f"`{name}` must hold integer class ids. Received: "
-                f"{name}.dtype={labels.dtype} with non-integer values"
-            )
-        if self.num_classes is None:
-            if len(labels) and labels.min() < 0:
-                raise ValueError(
-                    f"`{name}` must hold non-negative class ids. Received: "
-                    f"labels from {labels.min()} to {labels.max()}"
-                )
-        elif len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(
-                f"`{name}` must hold class ids in [0, {self.num_classes}) "
-                f"(num_classes={self.num_classes}). Received: labels from "
-                f"{labels.min()} to {labels.max()}"
-            )
+        self._require_probe(f"{name} of shape {np.shape(labels)}")
+        _validation.check_labels(labels, num_images, name, self.num_classes)
 
     def _validate_dataset(self, dataset, name):
         spec = dataset.element_spec
@@ -811,20 +904,49 @@ class SimCLRPretrainer(keras.Model):
                 f"dataset must yield (images, labels). Received: {name} with "
                 f"element_spec={spec}"
             )
-        # One batch shows the batch size and the label range.
-        for element in dataset.take(1):
-            x_batch = element[0] if isinstance(element, tuple) else element
-            first = x_batch["view_a"] if isinstance(x_batch, dict) else x_batch
-            if int(first.shape[0]) < 2:
-                raise ValueError(
-                    f"`{name}` yields batches of {int(first.shape[0])} image; "
-                    "NT-Xent needs at least 2 per batch. Batch the dataset "
-                    "with `.batch(batch_size)`."
+        # One batch shows the batch size, the label range and the images'
+        # range.
+        with _pipeline_errors_as_value_errors():
+            element = _validation.first_batch(dataset)
+        if element is None:
+            return
+        x_batch = element[0] if isinstance(element, tuple) else element
+        first = x_batch["view_a"] if isinstance(x_batch, dict) else x_batch
+        if int(first.shape[0]) < 2:
+            raise ValueError(
+                f"`{name}` yields batches of {int(first.shape[0])} image; "
+                "NT-Xent needs at least 2 per batch. Batch the dataset "
+                "with `.batch(batch_size)`."
+            )
+        if isinstance(element, tuple) and len(element) > 1:
+            self._check_labels(
+                np.asarray(element[1]), int(first.shape[0]), f"{name} labels"
+            )
+        if isinstance(x_batch, dict):
+            for key in VIEW_KEYS:
+                self._check_value_range(
+                    np.asarray(x_batch[key]), f"{name}['{key}']", views=True
                 )
-            if isinstance(element, tuple) and len(element) > 1:
-                self._check_labels(
-                    np.asarray(element[1]), int(first.shape[0]), f"{name} labels"
-                )
+        else:
+            self._check_value_range(np.asarray(x_batch), name, views=False)
+
+    def _check_value_range(self, images, name, views):
+        """Refuses images outside the range the model reads them in.
+
+        Images go to the augmentation, views to the encoder: whichever
+        declares a `value_range` (the library's layers and ResNet do) sets
+        it. Images in [0, 1] given for the default (0, 255) would train on
+        nearly black images without a word.
+        """
+        reader = self.encoder if views or self.augmentation is None else (
+            self.augmentation
+        )
+        value_range = getattr(reader, "value_range", None)
+        if value_range is None or not len(images):
+            return
+        if images.dtype.kind not in "biuf":
+            return
+        check_value_range(images, value_range, name)
 
     # === Config ===
 
@@ -863,10 +985,35 @@ class SimCLRPretrainer(keras.Model):
     def from_config(cls, config):
         # Deserialising a functional model consumes parts of its config.
         config = copy.deepcopy(config)
+        # Files saved before unused arguments were refused hold every
+        # argument, each objective's unused ones at their old defaults.
+        objective = objectives.get_objective(config.get("objective", "simclr"))
+        for name in objectives.OBJECTIVE_ARGUMENTS:
+            if name != "prediction_head" and not objective.uses(
+                name, config.get("memory_queue", False)
+            ):
+                config.pop(name, None)
         for key in ("encoder", "augmentation", "projection_head", "prediction_head"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+@contextlib.contextmanager
+def _pipeline_errors_as_value_errors():
+    """Turns the input checks that run inside a `tf.data` pipeline (a batch
+    of one image, images outside the augmentation's `value_range`), which
+    TensorFlow raises as `InvalidArgumentError`, into the `ValueError` that
+    arrays get."""
+    try:
+        yield
+    except Exception as error:
+        replacement = _validation.reraise_single_image_batch(
+            error
+        ) or value_range_error_from_graph(error)
+        if replacement is None:
+            raise
+        raise replacement from None
 
 
 def _clone(layer, name):
@@ -888,10 +1035,10 @@ def _check_view_keys(inputs, name="x"):
 def _input_shape(x):
     """The input shape, batch axis `None`, of arrays or of a `tf.data` or
     `tf.distribute` dataset."""
-    if _is_tf_dataset(x) or _is_distributed_dataset(x):
+    if _validation.is_tf_dataset(x) or _validation.is_distributed_dataset(x):
         spec = x.element_spec
         x = spec[0] if isinstance(spec, tuple) else spec
-    elif not (isinstance(x, dict) or _is_array_like(x)):
+    elif not (isinstance(x, dict) or _validation.is_array_like(x)):
         return None
 
     def batchless(item):
@@ -903,45 +1050,3 @@ def _input_shape(x):
     if isinstance(x, dict):
         return {key: batchless(value) for key, value in x.items()}
     return batchless(x)
-
-
-def _is_tf_dataset(x):
-    """A `tf.data.Dataset`; not a `tf.distribute` distributed dataset, which
-    cannot be peeked at and is passed to Keras as it is."""
-    module = type(x).__module__
-    return (
-        module.startswith("tensorflow")
-        and hasattr(x, "element_spec")
-        and hasattr(x, "take")
-    )
-
-
-def _is_distributed_dataset(x):
-    module = type(x).__module__
-    return module.startswith("tensorflow") and hasattr(x, "element_spec") and (
-        not hasattr(x, "take")
-    )
-
-
-def _is_array_like(x):
-    return isinstance(x, (np.ndarray, list)) or (
-        hasattr(x, "shape") and hasattr(x, "dtype") and not _is_tf_dataset(x)
-    )
-
-
-def _as_numpy(array, name):
-    if isinstance(array, np.ndarray):
-        result = array
-    elif isinstance(array, list):
-        result = np.asarray(array)
-    else:
-        try:
-            result = np.asarray(keras.ops.convert_to_numpy(array))
-        except Exception:
-            result = np.asarray(array)
-    if result.dtype.kind not in "biuf":
-        raise ValueError(
-            f"`{name}` must hold numbers (integers or floats). "
-            f"Received: {name}.dtype={result.dtype}"
-        )
-    return result

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_simclr.data import from_image_files
 from keras_simclr.data import from_image_folder
 from keras_simclr.data import list_image_files
 from tests.data.image_files import solid
@@ -221,3 +222,81 @@ def test_list_image_files(class_folder):
     assert [os.path.basename(p) for p in paths] == [
         "a.bmp", "b.jpeg", "1.png", "2.jpg", "3.GIF"
     ]
+
+
+def test_image_files_keep_the_given_order_and_labels(class_folder):
+    paths = [
+        class_folder / "dog" / "2.jpg",
+        str(class_folder / "cat" / "a.bmp"),
+        class_folder / "dog" / "1.png",
+    ]
+    dataset = from_image_files(paths, (3, 5), labels=[1, 0, 1])
+    assert dataset.class_names is None
+    assert dataset.file_paths == [str(p) for p in paths]
+    assert dataset.cardinality().numpy() == 3
+    got = examples(dataset)
+    assert [e["file_path"].decode() for e in got] == [str(p) for p in paths]
+    assert [int(e["label"]) for e in got] == [1, 0, 1]
+    for example, color in zip(got, (BLUE, RED, BLUE)):
+        np.testing.assert_allclose(example["image"], solid(3, 5, color), atol=6)
+    unlabelled = from_image_files(paths, 4)
+    assert "label" not in unlabelled.element_spec
+
+
+def test_image_files_are_read_when_iterated_not_when_listed(tmp_path):
+    # Streamed from disk: each pass reads the files again, so a file
+    # rewritten between passes shows its new pixels, and a listed file
+    # written only after the dataset was made is read.
+    paths = [tmp_path / "0.png", tmp_path / "1.png"]
+    write_image(paths[0], solid(4, 4, RED))
+    files = from_image_files(paths, 4)
+    write_image(paths[1], solid(4, 4, GREEN))
+    folder = from_image_folder(tmp_path, 4)
+    for source in (files, folder):
+        write_image(paths[0], solid(4, 4, RED))
+        first = examples(source)
+        write_image(paths[0], solid(4, 4, BLUE))
+        second = examples(source)
+        np.testing.assert_array_equal(first[0]["image"], solid(4, 4, RED))
+        np.testing.assert_array_equal(first[1]["image"], solid(4, 4, GREEN))
+        np.testing.assert_array_equal(second[0]["image"], solid(4, 4, BLUE))
+
+
+def test_missing_image_files_are_named_or_skipped(tmp_path, capfd):
+    write_image(tmp_path / "0.png", solid(4, 4, GREEN))
+    paths = [tmp_path / "0.png", tmp_path / "gone.png"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="gone.png"):
+        examples(from_image_files(paths, 4))
+    got = examples(from_image_files(paths, 4, labels=[3, 4], on_error="skip"))
+    assert [int(e["label"]) for e in got] == [3]
+    assert "gone.png" in capfd.readouterr().err
+    with pytest.raises(ValueError, match=r"1 of the 2 image files given"):
+        from_image_files(paths, 4, validate=True)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"file_paths": "photos"}, r"not one path.*Received: file_paths='photos'"),
+        ({"file_paths": []}, r"non-empty list.*Received: file_paths=\[\]"),
+        ({"file_paths": [1, 2]}, r"Received: file_paths=\[1, 2\]"),
+        ({"file_paths": 3}, r"Received: file_paths=3"),
+        ({"labels": [0]}, "one entry per image"),
+        ({"labels": [0, -1]}, "labels"),
+        ({"image_size": (2,)}, "image_size"),
+        ({"on_error": "ignore"}, "Received: on_error='ignore'"),
+    ],
+)
+def test_image_files_invalid_arguments(class_folder, arguments, message):
+    arguments = {
+        "file_paths": [class_folder / "cat" / "a.bmp", class_folder / "dog" / "1.png"],
+        "image_size": 4,
+        **arguments,
+    }
+    with pytest.raises(ValueError, match=message):
+        from_image_files(**arguments)
+
+
+def test_invalid_arguments_are_reported_before_the_folder_is_read(tmp_path):
+    with pytest.raises(ValueError, match="Received: on_error='ignore'"):
+        from_image_folder(tmp_path / "missing", 4, on_error="ignore")

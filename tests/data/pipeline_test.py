@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -5,9 +7,11 @@ import tensorflow as tf
 
 from keras_simclr.data import evaluation_dataset
 from keras_simclr.data import from_arrays
+from keras_simclr.data import from_image_folder
 from keras_simclr.data import pretraining_dataset
 from keras_simclr.layers import RandomResizedCrop
 from keras_simclr.layers import SimCLRAugmentation
+from tests.data.image_files import write_image
 from tests.models.simclr_pretrainer_test import IMAGE_SIZE
 from tests.models.simclr_pretrainer_test import make_pretrainer
 
@@ -189,3 +193,49 @@ def test_batches_feed_simclr_pretrainer_fit(views_in_tf_data):
     ).history
     assert np.isfinite(history["contrastive_loss"][0])
     assert np.isfinite(history["probe_loss"][0])
+
+
+@pytest.mark.parametrize("views_in_tf_data", [False, True])
+def test_image_folder_with_labels_false_trains_a_pretrainer_without_probe(
+    tmp_path, views_in_tf_data
+):
+    # Class subfolders give labels; a pretrainer without a probe has no use
+    # for them, so the pipeline must yield images alone.
+    images, labels = arrays(16, seed=3)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        os.makedirs(tmp_path / f"class_{label}", exist_ok=True)
+        write_image(tmp_path / f"class_{label}" / f"{i:02d}.png", image)
+    folder = from_image_folder(tmp_path, IMAGE_SIZE)
+    assert folder.class_names == ["class_0", "class_1", "class_2", "class_3"]
+    raw = pretraining_dataset(folder, 8, with_labels=False, seed=0)
+    assert raw.element_spec == tf.TensorSpec(
+        (8, IMAGE_SIZE, IMAGE_SIZE, 3), tf.uint8
+    )
+    # Every image of the folder, once per epoch, pixel for pixel (PNG).
+    seen = np.concatenate(batches_of(raw))
+    assert sorted(index_of(images, image) for image in seen) == list(range(16))
+
+    augmentation = None
+    if views_in_tf_data:
+        augmentation = RandomResizedCrop(IMAGE_SIZE, IMAGE_SIZE, seed=0)
+    batches = pretraining_dataset(
+        folder, 8, augmentation=augmentation, with_labels=False, seed=0
+    )
+    model = make_pretrainer(augmentation=None)
+    assert model.probe is None
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    history = model.fit(batches, epochs=2, shuffle=False, verbose=0).history
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4
+    assert np.all(np.isfinite(history["contrastive_loss"]))
+    assert "probe_loss" not in history
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+    # With the labels passed on, the same pretrainer refuses them.
+    labelled = pretraining_dataset(folder, 8, seed=0)
+    refusing = make_pretrainer(augmentation=None)
+    refusing.compile(optimizer=keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match="with_labels|linear probe"):
+        refusing.fit(labelled, epochs=1, shuffle=False, verbose=0)

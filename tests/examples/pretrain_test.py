@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import keras_simclr  # noqa: F401  (registers its classes for load_model)
+from tests.data.image_files import write_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,6 +26,7 @@ def run_script(model_dir, *extra):
             "--max_images=64",
             "--batch_size=32",
             "--image_size=8",
+            "--eval_images=64",
             "--verbose=0",
             *extra,
         ],
@@ -44,6 +46,12 @@ def test_pretrain_script_writes_model_flags_and_results(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["backend"] == keras.backend.backend()
     assert results["steps"] == 2
+    # --eval_images=64 caps both sets of the evaluation, not the training.
+    assert results["train_images"] == 64
+    assert results["eval_train_images"] == 64
+    assert results["test_images"] == 64
+    assert results["held_out_images"] == 359
+    assert "64 images" in result.stdout
     assert np.isfinite(results["final_contrastive_loss"])
     for accuracy in results["linear_probe_accuracy"].values():
         assert 0.0 <= accuracy <= 1.0
@@ -80,6 +88,17 @@ def test_pretrain_script_on_two_cpu_devices(tmp_path):
         (["--warmup_epochs=2"], "--warmup_epochs must not exceed --epochs=1"),
         (["--optimizer=rmsprop"], "--optimizer"),
         (["--learning_rate_scaling=cubic"], "--learning_rate_scaling"),
+        # A flag the objective would ignore, as the library refuses it.
+        (
+            ["--objective=byol", "--temperature=0.2"],
+            "--temperature is not used by --objective=byol (without "
+            "--memory_queue); it applies to simclr, supcon and moco.",
+        ),
+        (
+            ["--queue_size=512"],
+            "--queue_size is not used by --objective=simclr (without "
+            "--memory_queue); it applies to moco and simclr with memory_queue=True.",
+        ),
     ],
 )
 def test_pretrain_script_rejects_bad_training_flags(tmp_path, flags, message):
@@ -113,3 +132,123 @@ def test_pretrain_script_rejects_a_bad_objective_config(tmp_path):
     result = run_script(tmp_path, "--objective=vicreg", "--objective_config={oops")
     assert result.returncode != 0
     assert "--objective_config must be a JSON dict" in result.stderr
+
+
+def write_folder(folder, count, classes=None, seed=0):
+    """`count` random JPEGs, flat or spread over `classes` subfolders."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        where = folder if classes is None else folder / f"class_{i % classes}"
+        os.makedirs(where, exist_ok=True)
+        write_image(where / f"{i:03d}.jpg", rng.integers(0, 256, (10, 12, 3)))
+    return folder
+
+
+def test_flat_folder_pretrains_then_reruns_need_overwrite(tmp_path):
+    run = tmp_path / "run"
+    flat = write_folder(tmp_path / "photos", 40)
+    result = run_script(run, "--dataset=image_folder", f"--data_dir={flat}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    skipped = [line for line in result.stdout.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "no labels" in skipped[0], result.stdout
+    results = json.loads((run / "results.json").read_text())
+    assert results["train_images"] == 40
+    assert results["steps"] == results["optimizer_steps"] == 1  # 40 // 32
+    assert results["linear_probe_accuracy"] is None
+    assert "no labels" in results["evaluation_skipped"]
+    assert "knn_accuracy" not in results["history"]
+    assert np.isfinite(results["final_contrastive_loss"])
+    restored = keras.saving.load_model(run / "pretrainer.keras")
+    assert restored.num_classes is None
+
+    # Fine-tuning needs labels, and says so without a traceback.
+    finetune = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "finetune.py"),
+         f"--model_dir={run}"],
+        env=dict(os.environ, KERAS_BACKEND=keras.backend.backend()),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert finetune.returncode != 0
+    assert "Fine-tuning needs labels" in finetune.stderr
+    assert "Traceback" not in finetune.stderr
+
+    # A finished run is not trained again, nor mixed with a new one.
+    finished = (run / "results.json").read_text()
+    result = run_script(run, "--dataset=image_folder", f"--data_dir={flat}")
+    assert result.returncode != 0
+    assert f"--model_dir={run} holds a finished run" in result.stderr
+    assert "--overwrite" in result.stderr
+    assert (run / "results.json").read_text() == finished
+
+    # --overwrite starts afresh: what the old run and the stages after it
+    # wrote is gone. Class subfolders: 30 images, 6 held out.
+    for stale in ("classifier.keras", "student.keras", "finetune.json"):
+        (run / stale).write_text("from the old run")
+    classes = write_folder(tmp_path / "classes", 30, classes=3, seed=1)
+    result = run_script(
+        run, "--dataset=image_folder", f"--data_dir={classes}", "--overwrite",
+        "--eval_images=4",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stale in ("classifier.keras", "student.keras", "finetune.json"):
+        assert not os.path.exists(run / stale), stale
+    results = json.loads((run / "results.json").read_text())
+    assert results["train_images"] == 24
+    assert results["held_out_images"] == 6
+    assert results["test_images"] == results["eval_train_images"] == 4
+    for accuracy in results["linear_probe_accuracy"].values():
+        # Scored on 4 images.
+        assert accuracy in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert "evaluation_skipped" not in results
+    # One epoch in the history, not appended to the old run's.
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 2
+    assert keras.saving.load_model(run / "pretrainer.keras").num_classes == 3
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--data_dir={missing}"],
+            "--data_dir is read only with --dataset=image_folder (or tfds); "
+            "--dataset=digits",
+        ),
+        (
+            ["--dataset=image_folder", "--data_dir={missing}"],
+            "--data_dir must be an existing folder of images",
+        ),
+        (["--dataset=image_folder"], "--dataset=image_folder needs --data_dir"),
+    ],
+)
+def test_pretrain_script_refuses_data_dir_flags_it_cannot_use(
+    tmp_path, flags, message
+):
+    missing = tmp_path / "no_such_folder"
+    result = run_script(
+        tmp_path / "run", *(flag.format(missing=missing) for flag in flags)
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    if "{missing}" in flags[-1]:
+        assert "Received: --" in result.stderr and str(missing) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_backup_is_resumed_not_refused_or_cleared(tmp_path, overwrite):
+    # An interrupted run keeps its backup; rerunning resumes it, with or
+    # without --overwrite, so neither the refusal of a finished run nor the
+    # clearing of old results applies. This backup is unreadable, so the
+    # run stops where Keras restores it, after the clearing would have been.
+    os.makedirs(tmp_path / "backup")
+    (tmp_path / "backup" / "latest.weights.h5").write_text("not a backup")
+    for name in ("results.json", "encoder.keras", "history.csv"):
+        (tmp_path / name).write_text("kept")
+    result = run_script(tmp_path, *(["--overwrite"] if overwrite else []))
+    assert result.returncode != 0
+    assert "holds a finished run" not in result.stderr
+    # Stopped restoring the backup (Keras's BackupAndRestore), not before.
+    assert "backup_and_restore" in result.stderr and "OSError" in result.stderr
+    for name in ("results.json", "encoder.keras", "history.csv"):
+        assert (tmp_path / name).read_text() == "kept", name

@@ -3,11 +3,13 @@ smallest flags, each reading the run directory the one before wrote."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import keras
 import numpy as np
+import pytest
 
 import keras_simclr  # noqa: F401  (registers its classes for load_model)
 
@@ -78,6 +80,7 @@ def test_later_stages_need_the_earlier_ones(tmp_path):
     result = run_script("finetune.py", f"--model_dir={tmp_path}")
     assert result.returncode != 0
     assert "examples/pretrain.py" in result.stderr
+    assert f"Received: --model_dir={tmp_path}" in result.stderr
     (tmp_path / "flags.json").write_text(json.dumps({"dataset": "digits"}))
     result = run_script("distill.py", f"--model_dir={tmp_path}")
     assert result.returncode != 0
@@ -85,3 +88,38 @@ def test_later_stages_need_the_earlier_ones(tmp_path):
     result = run_script("export.py", f"--model_dir={tmp_path}")
     assert result.returncode != 0
     assert "examples/pretrain.py" in result.stderr
+
+
+def defined_flags(script):
+    """The flags a script defines, read from its source."""
+    with open(os.path.join(ROOT, "examples", script)) as f:
+        return set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', f.read()))
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_run", "--model_dir must be a run directory written by examples/pretrain.py"),
+        ("unfinished_run", "holds no pretrainer.keras"),
+        ("images_gone", "The images of the pretraining run are gone"),
+        ("--label_fraction=0", "--label_fraction must be a number in (0, 1]"),
+        ("--batch_size=0", "--batch_size"),
+    ],
+)
+def test_finetune_errors_name_only_its_own_flags(tmp_path, case, message):
+    flags = [f"--model_dir={tmp_path}"]
+    if case == "unfinished_run":
+        (tmp_path / "flags.json").write_text(json.dumps({"dataset": "digits"}))
+    elif case == "images_gone":
+        (tmp_path / "flags.json").write_text(
+            json.dumps({"dataset": "image_folder", "data_dir": str(tmp_path / "gone")})
+        )
+    elif case.startswith("--"):
+        flags.append(case)
+    result = run_script("finetune.py", *flags)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    named = set(re.findall(r"(?<![\w-])--([a-z_]+)", result.stderr))
+    own = defined_flags("finetune.py") | {"helpshort", "helpfull"}
+    assert named <= own, named - own

@@ -1,5 +1,7 @@
 """Guards the private `DataLayer` base on the backend under test."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import tensorflow as tf
 
 from keras_simclr.layers import data_layer
 from keras_simclr.layers.data_layer import ImageDataLayer
+from tests import testing
 
 
 class RandomInvert(ImageDataLayer):
@@ -138,3 +141,177 @@ def test_runs_in_a_compiled_training_step():
         images(batch=4) / 255.0, np.zeros((4, 1)), epochs=1, verbose=0
     )
     assert np.isfinite(history.history["loss"][0])
+
+
+# === Value range checks ===
+
+
+def unit_images(batch=4, size=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, (batch, size, size, 3)).astype("float32")
+
+
+def extrema_text(x, argument="x"):
+    """The `min()` and `max()` part of the message, from NumPy."""
+    return (
+        rf"{argument}\.min\(\)={float(x.min()):.6g}, "
+        rf"{argument}\.max\(\)={float(x.max()):.6g}"
+    )
+
+
+def as_tensors(x):
+    """The batch as a NumPy array, a tensor of the backend under test, and a
+    TensorFlow tensor (what a tf.data pipeline yields on every backend)."""
+    return {
+        "numpy": x,
+        "backend": keras.ops.convert_to_tensor(x),
+        "tensorflow": tf.constant(x),
+    }
+
+
+@pytest.mark.parametrize("kind", ["numpy", "backend", "tensorflow"])
+def test_check_value_range_refuses_unit_images_for_0_255(kind):
+    x = unit_images()
+    message = (
+        r"`x` holds images in \[0, 1\] but `value_range` is \(0.0, 255.0\).*"
+        r"value_range=\(0, 1\).*multiply the images by 255\. "
+        r"Received: value_range=\(0.0, 255.0\), " + extrema_text(x) + "$"
+    )
+    with pytest.raises(ValueError, match=message):
+        data_layer.check_value_range(as_tensors(x)[kind], (0, 255), "x")
+
+
+@pytest.mark.parametrize("kind", ["numpy", "backend", "tensorflow"])
+def test_check_value_range_refuses_values_outside_the_range(kind):
+    x = unit_images() * 300.0
+    message = (
+        r"`images` has values outside `value_range`=\(0.0, 255.0\).*"
+        r"Received: value_range=\(0.0, 255.0\), "
+        + extrema_text(x, "images")
+        + "$"
+    )
+    with pytest.raises(ValueError, match=message):
+        data_layer.check_value_range(as_tensors(x)[kind], (0, 255), "images")
+    with pytest.raises(ValueError, match="outside `value_range`"):
+        data_layer.check_value_range(
+            as_tensors(unit_images() * 2 - 1)[kind], (0, 1), "x"
+        )
+
+
+@pytest.mark.parametrize("kind", ["numpy", "backend", "tensorflow"])
+def test_check_value_range_passes_images_in_range(kind):
+    check = data_layer.check_value_range
+    pixels = (unit_images() * 255).astype("uint8")
+    check(as_tensors(pixels)[kind], (0, 255), "x")
+    check(as_tensors(unit_images())[kind], (0, 1), "x")
+    check(as_tensors(unit_images() * 2 - 1)[kind], (-1, 1), "x")
+    # Float rounding just past the ends (0.1% of the width) is tolerated.
+    check(as_tensors(np.float32([[0.0, 255.2]]))[kind], (0, 255), "x")
+    check(as_tensors(np.float32([[-0.0009, 1.0009]]))[kind], (0, 1), "x")
+    # A constant batch, such as zeros, says nothing about the range.
+    check(as_tensors(np.zeros((2, 4, 4, 3), "float32"))[kind], (0, 255), "x")
+    check(as_tensors(np.zeros((0, 4, 4, 3), "float32"))[kind], (0, 255), "x")
+
+
+def test_check_value_range_tolerance_and_other_ranges():
+    check = data_layer.check_value_range
+    with pytest.raises(ValueError, match="outside"):
+        check(np.float32([0.0, 255.3]), (0, 255), "x")
+    with pytest.raises(ValueError, match="outside"):
+        check(np.float32([-0.002, 0.5]), (0, 1), "x")
+    # Any range above 1 refuses [0, 1] images, with its own remedy.
+    with pytest.raises(
+        ValueError, match=r"rescale the images to \(0.0, 100.0\)"
+    ):
+        check(np.float32([0.2, 0.9]), (0, 100), "x")
+    with pytest.raises(ValueError, match="value_range="):
+        check(np.float32([0.2, 0.9]), (1, 0), "x")
+
+
+def test_check_value_range_skips_symbolic_tensors():
+    data_layer.check_value_range(keras.KerasTensor((None, 6, 6, 3)), (0, 255), "x")
+    checked = []
+
+    def traced(x):
+        data_layer.check_value_range(x, (0, 255), "x")
+        checked.append(True)
+        return x
+
+    # Traced by tf.function on TensorFlow, jax.jit on JAX; eager on torch,
+    # which is checked.
+    step = testing.compiled(traced)
+    if keras.backend.backend() == "torch":
+        with pytest.raises(ValueError, match="value_range"):
+            step(keras.ops.convert_to_tensor(unit_images()))
+    else:
+        step(keras.ops.convert_to_tensor(unit_images()))
+        assert checked
+
+
+@pytest.mark.parametrize("kind", ["numpy", "backend", "tensorflow"])
+def test_layer_called_eagerly_checks_its_input(kind):
+    x = unit_images()
+    with pytest.raises(ValueError, match=r"value_range.*" + extrema_text(x, "inputs")):
+        RandomInvert(seed=0)(as_tensors(x)[kind])
+    with pytest.raises(ValueError, match="outside `value_range`"):
+        RandomInvert(seed=0)(as_tensors(x * 300.0)[kind])
+    y = RandomInvert(value_range=(0, 1), seed=0)(as_tensors(x)[kind])
+    assert tuple(y.shape) == x.shape
+    # No check where the range is not used.
+    RandomInvert(seed=0)(as_tensors(x)[kind], training=False)
+
+
+def test_tf_data_map_asserts_the_range_on_the_first_batch():
+    x = unit_images(batch=6)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(3)
+    # TensorFlow reports errors inside a dataset function as
+    # InvalidArgumentError, with the layer's message and the batch's extrema.
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        next(iter(dataset.map(RandomInvert(seed=0))))
+    assert "`value_range` is (0.0, 255.0)" in str(raised.value)
+    error = data_layer.value_range_error_from_graph(raised.value)
+    first = x[:3]
+    expected = (
+        r"^`inputs` holds images in \[0, 1\].*multiply the images by 255\. "
+        r"Received: value_range=\(0.0, 255.0\), inputs\.min\(\)=\S+, "
+        r"inputs\.max\(\)=\S+$"
+    )
+    assert isinstance(error, ValueError)
+    assert re.match(expected, str(error))
+    reported = re.findall(r"\.m(?:in|ax)\(\)=(\S+?)(?:,|$)", str(error))
+    np.testing.assert_allclose(
+        [float(v) for v in reported], [first.min(), first.max()], rtol=1e-6
+    )
+
+    outside = dataset.map(lambda images: images * 300.0).map(RandomInvert())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="outside"):
+        next(iter(outside))
+    assert data_layer.value_range_error_from_graph(ValueError("other")) is None
+
+    in_range = dataset.map(RandomInvert(value_range=(0, 1), seed=0))
+    assert [b.shape for b in in_range] == [(3, 6, 6, 3)] * 2
+    pixels = dataset.map(lambda images: images * 255.0).map(RandomInvert())
+    assert [b.shape for b in pixels] == [(3, 6, 6, 3)] * 2
+
+
+def test_no_check_inside_a_model_or_another_layer():
+    class Twice(ImageDataLayer):
+        """Calls a `RandomInvert` of range (0, 1) on its own (0, 255) input."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = RandomInvert(value_range=(0, 1))
+
+        def call(self, inputs, training=True):
+            return self.inner(inputs, training=training)
+
+    pixels = unit_images() * 255.0
+    # The inner layer gets 0-255 images for its (0, 1) range, unchecked.
+    Twice()(pixels)
+    with pytest.raises(ValueError, match="outside"):
+        RandomInvert(value_range=(0, 1))(pixels)
+
+    inputs = keras.Input((6, 6, 3))
+    model = keras.Model(inputs, RandomInvert()(inputs))
+    y = model(unit_images(), training=True)
+    assert tuple(y.shape) == (4, 6, 6, 3)

@@ -243,9 +243,75 @@ def test_bad_arguments(kwargs, name):
         RandomColorDistortion(**kwargs)
 
 
-def test_rejects_non_rgb_images():
-    with pytest.raises(ValueError, match="3 channels"):
-        RandomColorDistortion()(np.zeros((2, 4, 4, 1), "float32"))
+def reference_gray_distortion(image, params, impl):
+    """Brightness and contrast in the image's order, each clipped: what the
+    official colour jitter does to a gray image; grayscale is a no-op."""
+    image = image.astype("float64")
+    if params["jitter"]:
+        for operation in np.argsort(params["ranks"]):
+            if operation == color.BRIGHTNESS:
+                amount = params["brightness"]
+                image = image + amount if impl == "v1" else image * amount
+            elif operation == color.CONTRAST:
+                mean = image.mean()
+                image = (image - mean) * params["contrast"] + mean
+            else:
+                continue
+            image = np.clip(image, 0, 1)
+    return image
+
+
+@pytest.mark.parametrize("impl", ["v1", "v2"])
+def test_grayscale_images_get_brightness_and_contrast(impl):
+    layer = RandomColorDistortion(
+        strength=1.0, impl=impl, value_range=(0, 1), seed=3
+    )
+    for batch in range(3):
+        gray = unit_images((4, 16, 16, 1), seed=batch)
+        transformation = layer.get_random_transformation(4)
+        y = to_numpy(
+            layer.transform_images(
+                keras.ops.convert_to_tensor(gray), transformation
+            )
+        )
+        assert y.shape == gray.shape
+        params = {k: to_numpy(v) for k, v in transformation.items()}
+        rgb = np.repeat(gray, 3, axis=-1)
+        for i in range(4):
+            image_params = {k: v[i] for k, v in params.items()}
+            expected = reference_gray_distortion(gray[i], image_params, impl)
+            np.testing.assert_allclose(y[i], expected, atol=1e-5)
+            # The same as the RGB distortion of the image on three channels
+            # (up to the luma weights summing to 0.9999).
+            expected = reference_distortion(rgb[i], image_params, impl)
+            np.testing.assert_allclose(y[i, ..., 0], expected[..., 0], atol=2e-4)
+
+
+def test_grayscale_images_through_the_layer():
+    x = (unit_images((4, 16, 16, 1)) * 255).astype("uint8")
+    layer = RandomColorDistortion(jitter_probability=1.0, seed=2)
+    y = layer(x)
+    assert tuple(y.shape) == (4, 16, 16, 1)
+    y = to_numpy(y)
+    assert y.min() >= 0 and y.max() <= 255
+    assert np.abs(y - x).mean() > 1
+    assert tuple(layer(x[0]).shape) == (16, 16, 1)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(2).map(layer)
+    assert [b.shape for b in dataset] == [(2, 16, 16, 1)] * 2
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_refuses_other_channel_counts_when_built(channels):
+    message = (
+        r"RGB images \(3 channels\) or grayscale images \(1 channel\).*"
+        rf"Received: inputs.shape=\(2, 4, 4, {channels}\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        RandomColorDistortion()(np.zeros((2, 4, 4, channels), "float32"))
+    with pytest.raises(ValueError, match="grayscale images"):
+        RandomColorDistortion().build((None, 4, 4, channels))
+    with pytest.raises(ValueError, match="grayscale images"):
+        RandomColorDistortion()(keras.Input((4, 4, channels)))
 
 
 def test_get_config_round_trip():

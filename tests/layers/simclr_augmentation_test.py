@@ -6,7 +6,9 @@ import tensorflow as tf
 from keras_simclr.layers import RandomColorDistortion
 from keras_simclr.layers import RandomGaussianBlur
 from keras_simclr.layers import RandomResizedCrop
+from keras_simclr.layers import ProjectionHead
 from keras_simclr.layers import SimCLRAugmentation
+from keras_simclr.models import SimCLRPretrainer
 from tests.testing import run_model_saving_test
 from tests.testing import run_serialization_test
 
@@ -190,3 +192,117 @@ def test_runs_in_a_compiled_training_step():
     history = model.fit(x, np.zeros((4, 1)), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert model.predict(x, verbose=0).shape == (4, 1)
+
+
+# === Grayscale images ===
+
+
+def test_grayscale_views_are_the_rgb_views_of_the_gray_image():
+    gray = uint8_images((4, 24, 24, 1))
+    view = SimCLRAugmentation(16, seed=3)(gray)
+    assert tuple(view.shape) == (4, 16, 16, 1)
+    rgb_view = to_numpy(SimCLRAugmentation(16, seed=3)(np.repeat(gray, 3, -1)))
+    # Saturation and hue leave a gray image gray ...
+    np.testing.assert_allclose(rgb_view[..., 1], rgb_view[..., 0], atol=1e-3)
+    np.testing.assert_allclose(rgb_view[..., 2], rgb_view[..., 0], atol=1e-3)
+    # ... so the one-channel view is the same image (the luma weights sum to
+    # 0.9999, hence the tolerance in 0-255 units).
+    np.testing.assert_allclose(to_numpy(view)[..., 0], rgb_view[..., 0], atol=0.05)
+    assert np.std(to_numpy(view)) > 1
+
+
+def tiny_encoder(channels, size=16):
+    inputs = keras.Input((size, size, channels))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, x)
+
+
+def test_pretrainer_trains_on_grayscale_images():
+    pretrainer = SimCLRPretrainer(
+        tiny_encoder(channels=1),
+        augmentation=SimCLRAugmentation(16, preset="cifar", seed=0),
+        projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
+    )
+    pretrainer.compile(optimizer="sgd")
+    history = pretrainer.fit(
+        uint8_images((8, 16, 16, 1)), batch_size=4, epochs=1, verbose=0
+    )
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_other_channel_counts_are_refused_when_built(channels):
+    message = (
+        r"SimCLRAugmentation expects channels-last RGB images \(3 channels\) "
+        r"or grayscale images \(1 channel\).*"
+        rf"Received: inputs.shape=\(None, 24, 24, {channels}\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        SimCLRAugmentation(16).compute_output_shape((None, 24, 24, channels))
+    with pytest.raises(ValueError, match="grayscale images"):
+        SimCLRAugmentation(16)(keras.Input((24, 24, channels)))
+    with pytest.raises(ValueError, match="grayscale images"):
+        SimCLRAugmentation(16)(uint8_images((2, 24, 24, channels)))
+    # A pretrainer is refused when it is built, before any training step.
+    pretrainer = SimCLRPretrainer(
+        tiny_encoder(channels),
+        augmentation=SimCLRAugmentation(16),
+        projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
+    )
+    with pytest.raises(ValueError, match="grayscale images"):
+        pretrainer.build((None, 16, 16, channels))
+
+
+# === Value range ===
+
+
+def unit_images(shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, shape).astype("float32")
+
+
+@pytest.mark.parametrize("kind", ["numpy", "backend", "tensorflow"])
+def test_images_in_0_1_with_the_default_range_are_refused(kind):
+    x = unit_images((4, 24, 24, 3))
+    tensors = {
+        "numpy": x,
+        "backend": keras.ops.convert_to_tensor(x),
+        "tensorflow": tf.constant(x),
+    }
+    augment = SimCLRAugmentation(16, seed=0)
+    message = (
+        r"holds images in \[0, 1\] but `value_range` is \(0.0, 255.0\).*"
+        r"Pass `value_range=\(0, 1\)`, or multiply the images by 255\. "
+        rf"Received: value_range=\(0.0, 255.0\), inputs.min\(\)={x.min():.6g}, "
+        rf"inputs.max\(\)={x.max():.6g}"
+    )
+    with pytest.raises(ValueError, match=message):
+        augment(tensors[kind])
+    with pytest.raises(ValueError, match="outside `value_range`"):
+        augment(tensors[kind] * 300.0)
+    view = to_numpy(SimCLRAugmentation(16, value_range=(0, 1))(tensors[kind]))
+    assert view.min() >= 0 and view.max() <= 1
+    view = to_numpy(augment(tensors[kind] * 255.0))
+    assert view.min() >= 0 and view.max() <= 255
+    # Resizing only: the range plays no part.
+    augment(tensors[kind], training=False)
+
+
+def test_tf_data_pipeline_fails_on_a_first_batch_out_of_range():
+    x = unit_images((8, 24, 24, 3))
+    augment = SimCLRAugmentation(16, preset="cifar", seed=2)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    # TensorFlow raises errors of dataset functions as InvalidArgumentError.
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"(?s)holds images in \[0, 1\] but `value_range` is \(0.0, 255.0\)",
+    ):
+        next(iter(dataset.map(augment)))
+    outside = dataset.map(lambda images: augment(images * 300.0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="outside `value_range`"):
+        next(iter(outside))
+    in_range = dataset.map(
+        SimCLRAugmentation(16, preset="cifar", value_range=(0, 1), seed=2)
+    )
+    assert [b.shape for b in in_range] == [(4, 16, 16, 3)] * 2

@@ -113,20 +113,20 @@ def test_lambda_weights_only_the_off_diagonal():
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_low_precision_inputs_give_float32(dtype):
+def test_low_precision_inputs_are_computed_in_float32(dtype):
     z_a, z_b = random_pair(16, 32, seed=6)
     low_a, low_b = ops.cast(z_a, dtype), ops.cast(z_b, dtype)
     actual = to_numpy(barlow_twins(low_a, low_b))
     assert actual.dtype == np.float32
     assert np.isfinite(actual)
-    # Exact on the rounded inputs: the computation itself runs in float32.
+    # Exact on the rounded inputs: the computation runs in float32, so only
+    # float32 rounding is left; computed in the input's precision, the loss
+    # would be off by 1e-3 or more.
     rounded_a = to_numpy(ops.cast(low_a, "float32"))
     rounded_b = to_numpy(ops.cast(low_b, "float32"))
     np.testing.assert_allclose(
-        actual, reference_barlow_twins(rounded_a, rounded_b), rtol=1e-5
+        actual, reference_barlow_twins(rounded_a, rounded_b), rtol=1e-6
     )
-    # And close to the float32 loss: only the inputs' rounding differs.
-    np.testing.assert_allclose(actual, to_numpy(barlow_twins(z_a, z_b)), rtol=0.05)
 
 
 def test_gradient_matches_finite_differences():

@@ -1,3 +1,5 @@
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -17,18 +19,26 @@ BLOCKS = {
 }
 
 
-def expected_trainable_params(depth, width=1, cifar_stem=False, sk_ratio=0.0):
-    """Counts weights from the architecture's description, block by block."""
+def expected_trainable_params(
+    depth, width=1, cifar_stem=False, sk_ratio=0.0, channels=None
+):
+    """Counts weights from the architecture's description, block by block.
+
+    `channels` is `(stem, deep_stem_half, group_widths)`; by default the
+    exact integer-width values `64 * width`, `32 * width` and
+    `64 * width * 2**group`.
+    """
 
     def bn(channels):
         return 2 * channels
 
     block, blocks = BLOCKS[depth]
-    stem = 64 * width
+    if channels is None:
+        channels = (64 * width, 32 * width, [64 * width * 2**g for g in range(4)])
+    stem, half, group_widths = channels
     if cifar_stem:
         total = 3 * 3 * 3 * stem + bn(stem)
     elif sk_ratio > 0:
-        half = stem // 2
         total = 3 * 3 * 3 * half + bn(half)
         total += 3 * 3 * half * half + bn(half)
         total += 3 * 3 * half * stem + bn(stem)
@@ -36,7 +46,7 @@ def expected_trainable_params(depth, width=1, cifar_stem=False, sk_ratio=0.0):
         total = 7 * 7 * 3 * stem + bn(stem)
     channels = stem
     for group, num_blocks in enumerate(blocks):
-        filters = 64 * width * 2**group
+        filters = group_widths[group]
         for index in range(num_blocks):
             strides = 2 if group > 0 and index == 0 else 1
             if block == "basic":
@@ -145,6 +155,17 @@ def build_without_weights(**kwargs):
             ],
             "output": tuple(model.output.shape),
             "feature_dim": model.feature_dim,
+            # Output channels of every convolution and SK mixing layer.
+            "filters": {
+                layer.name: layer.filters
+                for layer in model.layers
+                if hasattr(layer, "filters")
+            },
+            "reduced_channels": {
+                layer.name: layer.reduced_channels
+                for layer in model.layers
+                if isinstance(layer, SelectiveKernelMixing)
+            },
         }
     keras.backend.clear_session()
     return shapes
@@ -185,6 +206,150 @@ def test_parameter_counts(kwargs, reference):
     expected_dim = (512 if kwargs["depth"] < 50 else 2048) * width
     assert shapes["output"] == (None, expected_dim)
     assert shapes["feature_dim"] == expected_dim
+
+
+# Channels at fractional widths, worked out by hand from the rounding rule
+# (nearest multiple of 8, at least 8, never more than 10% below the exact
+# value): (stem, each of the two first convolutions of the SK deep stem,
+# widths of the four groups). At 0.25 and 0.5 every count is exact:
+# 64w, 32w and 64w * 2**group.
+FRACTIONAL_CHANNELS = {
+    0.25: (16, 8, (16, 32, 64, 128)),
+    0.5: (32, 16, (32, 64, 128, 256)),
+    # 6.4 -> 8 (the minimum), 12.8 -> 16, 25.6 -> 24 (down), 51.2 -> 48;
+    # the deep stem's 3.2 -> 8 (the minimum).
+    0.1: (8, 8, (8, 16, 24, 48)),
+    # 19.2: the nearest multiple, 16, is more than 10% below, so 24;
+    # 38.4 -> 40, 76.8 -> 80 (up), 153.6 -> 152 (down); the deep stem's 9.6:
+    # 8 is more than 10% below, so 16.
+    0.3: (24, 16, (24, 40, 80, 152)),
+}
+
+FRACTIONAL_CASES = (
+    [dict(depth=depth, width_multiplier=0.25) for depth in BLOCKS]
+    + [
+        dict(depth=depth, width_multiplier=0.5, sk_ratio=0.0625)
+        for depth in BLOCKS
+    ]
+    + [
+        dict(depth=depth, width_multiplier=width, cifar_stem=True)
+        for depth in (18, 50)
+        for width in (0.25, 0.5)
+    ]
+    + [
+        dict(depth=depth, width_multiplier=width, sk_ratio=0.0625)
+        for depth in (18, 50)
+        for width in (0.1, 0.3)
+    ]
+)
+
+
+def expected_layer_channels(depth, width, cifar_stem=False, sk_ratio=0.0):
+    """Output channels of every convolution (and SK mixing layer) by name."""
+    stem, half, group_widths = FRACTIONAL_CHANNELS[width]
+    block, blocks = BLOCKS[depth]
+    if cifar_stem or sk_ratio == 0:
+        filters = {"stem_conv": stem}
+    else:
+        filters = {"stem_conv1": half, "stem_conv2": half, "stem_conv3": stem}
+    reduced = {}
+    channels = stem
+    for group, num_blocks in enumerate(blocks):
+        width_of_group = group_widths[group]
+        out = width_of_group if block == "basic" else 4 * width_of_group
+        for index in range(num_blocks):
+            prefix = f"group{group + 1}_block{index + 1}"
+            filters[f"{prefix}_conv1"] = width_of_group
+            filters[f"{prefix}_conv2"] = width_of_group
+            if block == "bottleneck":
+                filters[f"{prefix}_conv3"] = out
+                if sk_ratio > 0:
+                    filters[f"{prefix}_conv2"] = 2 * width_of_group
+                    filters[f"{prefix}_sk_mixing"] = width_of_group
+                    reduced[f"{prefix}_sk_mixing"] = max(
+                        int(width_of_group * sk_ratio), 32
+                    )
+            if index == 0 and (group > 0 or channels != out):
+                filters[f"{prefix}_shortcut_conv"] = out
+            channels = out
+    return filters, reduced
+
+
+@pytest.mark.parametrize("kwargs", FRACTIONAL_CASES, ids=case_id)
+def test_fractional_width_channels_match_table(kwargs):
+    shapes = build_without_weights(**kwargs)
+    width = kwargs["width_multiplier"]
+    options = dict(
+        cifar_stem=kwargs.get("cifar_stem", False),
+        sk_ratio=kwargs.get("sk_ratio", 0.0),
+    )
+    filters, reduced = expected_layer_channels(kwargs["depth"], width, **options)
+    assert shapes["filters"] == filters
+    assert shapes["reduced_channels"] == reduced
+    # Every weight, from the same table: input channels follow too.
+    assert count(shapes["trainable"]) == expected_trainable_params(
+        kwargs["depth"], channels=FRACTIONAL_CHANNELS[width], **options
+    )
+    last_group = FRACTIONAL_CHANNELS[width][2][-1]
+    feature_dim = last_group if kwargs["depth"] < 50 else 4 * last_group
+    assert shapes["output"] == (None, feature_dim)
+    assert shapes["feature_dim"] == feature_dim
+
+
+def test_fractional_width_forward_and_backward():
+    # The SK variant's deep stem: its first two convolutions are 8 wide.
+    model = ResNet(
+        depth=18, width_multiplier=0.25, sk_ratio=0.0625, input_shape=(16, 16, 3)
+    )
+    feature_dim = 128
+    # Non-zero gammas everywhere, so that every weight gets a gradient.
+    randomize_weights(model)
+    x = images((4, 16, 16, 3))
+    features = keras.ops.convert_to_numpy(model(x, training=False))
+    assert features.shape == (4, feature_dim)
+    assert np.all(np.isfinite(features))
+    assert features.min() >= 0.0 and features.max() > 0.0
+
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    target = np.random.default_rng(1).normal(size=(4, feature_dim))
+    loss = model.train_on_batch(x, target.astype("float32"))
+    assert np.isfinite(loss)
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    for variable, old, new in zip(model.trainable_weights, before, after):
+        assert np.all(np.isfinite(new)), variable.path
+        assert not np.array_equal(old, new), f"no gradient reached {variable.path}"
+
+
+def test_fractional_width_round_trips(tmp_path):
+    kwargs = dict(
+        depth=18,
+        width_multiplier=0.25,
+        cifar_stem=True,
+        input_shape=(8, 8, 3),
+        sk_ratio=0.0625,
+    )
+    model = ResNet(**kwargs)
+    config = model.get_config()
+    assert config["width_multiplier"] == 0.25
+    # Through JSON, as in a `.keras` file.
+    revived = ResNet.from_config(json.loads(json.dumps(config)))
+    assert revived.get_config() == config
+    assert revived.width_multiplier == 0.25
+    assert revived.feature_dim == model.feature_dim == 128
+    assert [w.shape for w in revived.weights] == [w.shape for w in model.weights]
+    run_serialization_test(model)
+    randomize_weights(model)
+    restored = run_model_saving_test(model, images((2, 8, 8, 3)), tmp_path)
+    assert restored.get_config() == config
+
+
+def test_integer_width_stays_an_integer_in_the_config():
+    with keras.StatelessScope(initialize_variables=False):
+        config = ResNet(depth=18, width_multiplier=2).get_config()
+    keras.backend.clear_session()
+    assert config["width_multiplier"] == 2
+    assert isinstance(config["width_multiplier"], int)
 
 
 def test_forward_pass_cifar_resnet18():
@@ -394,8 +559,15 @@ def test_channels_last_whatever_the_global_data_format():
         (dict(depth=True), "depth"),
         (dict(depth=[50]), "depth"),
         (dict(width_multiplier=0), "width_multiplier"),
-        (dict(width_multiplier=1.5), "width_multiplier"),
+        (dict(width_multiplier=0.0), "width_multiplier"),
+        (dict(width_multiplier=-1), "width_multiplier"),
+        (dict(width_multiplier=-0.25), "width_multiplier"),
+        (dict(width_multiplier=float("nan")), "width_multiplier"),
+        (dict(width_multiplier=float("inf")), "width_multiplier"),
         (dict(width_multiplier=True), "width_multiplier"),
+        (dict(width_multiplier=False), "width_multiplier"),
+        (dict(width_multiplier="0.5"), "width_multiplier"),
+        (dict(width_multiplier=None), "width_multiplier"),
         (dict(cifar_stem="yes"), "cifar_stem"),
         (dict(input_shape=(32, 32)), "input_shape"),
         (dict(input_shape=(1, 32, 32, 3)), "input_shape"),
@@ -413,6 +585,12 @@ def test_channels_last_whatever_the_global_data_format():
 def test_invalid_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         ResNet(**kwargs)
+
+
+@pytest.mark.parametrize("value", [0, -2, -0.5, True, "0.25"])
+def test_invalid_width_multiplier_message(value):
+    with pytest.raises(ValueError, match="Received: width_multiplier="):
+        ResNet(depth=18, width_multiplier=value)
 
 
 def test_allowed_depths_listed_in_error():

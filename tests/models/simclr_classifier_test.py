@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -88,6 +90,72 @@ def test_linear_mode_trains_only_the_classifier():
     assert [w.path for w in model.trainable_weights] == [
         w.path for w in model.linear_classifier.weights
     ]
+
+
+def trainable_flags(layer):
+    return [layer.trainable] + [
+        sub.trainable for sub in layer._flatten_layers(include_self=False)
+    ] + [w.trainable for w in layer.weights]
+
+
+def test_linear_evaluation_leaves_the_pretrainer_as_it_was():
+    # Linear evaluation, then fine-tuning, then more pretraining: each
+    # stage trains what it should, whatever stage came before.
+    images, labels = images_and_labels()
+    pretrainer = SimCLRPretrainer(
+        encoder=tiny_encoder(), projection_head=tiny_head(), temperature=0.5
+    )
+    pretrainer.build(images.shape)
+    encoder, head = pretrainer.encoder, pretrainer.projection_head
+    flags_before = trainable_flags(pretrainer)
+    pretrainer_trainable = len(pretrainer.trainable_weights)
+
+    linear = SimCLRClassifier(pretrainer, NUM_CLASSES, head_layers=1, mode="linear")
+    linear.compile(optimizer=keras.optimizers.SGD(0.1))
+    encoder_before = numpy_weights(encoder)
+    linear.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    assert_weights_equal(encoder_before, encoder)
+    assert len(linear.trainable_weights) == 2
+    assert trainable_flags(pretrainer) == flags_before
+    assert len(pretrainer.trainable_weights) == pretrainer_trainable
+
+    finetune = SimCLRClassifier(pretrainer, NUM_CLASSES, head_layers=1)
+    finetune.compile(optimizer=keras.optimizers.SGD(0.1))
+    finetune.build(images.shape)
+    # Encoder, the kept head layer, the classifier's kernel and bias.
+    kept = head.dense_layers[0].trainable_weights + (
+        head.batch_norm_layers[0].trainable_weights
+    )
+    assert len(finetune.trainable_weights) == (
+        len(encoder.trainable_weights) + len(kept) + 2
+    )
+    encoder_before = numpy_weights(encoder)
+    finetune.fit(images, labels, batch_size=8, epochs=2, verbose=0)
+    assert_weights_moved(encoder_before, encoder)
+
+    pretrainer.compile(optimizer=keras.optimizers.SGD(0.1))
+    encoder_before, head_before = numpy_weights(encoder), numpy_weights(head)
+    pretrainer.fit(images, batch_size=8, epochs=1, verbose=0)
+    assert_weights_moved(encoder_before, encoder)
+    # The last head layer is used by pretraining only.
+    assert_weights_moved(head_before[-4:], head.dense_layers[-1])
+
+
+def test_linear_classifier_reloads_without_warnings(tmp_path):
+    images, labels = images_and_labels(n=16)
+    pretrainer = SimCLRPretrainer(encoder=tiny_encoder(), projection_head=tiny_head())
+    model = SimCLRClassifier(pretrainer, NUM_CLASSES, head_layers=1, mode="linear")
+    model.compile()
+    model.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    path = str(tmp_path / "linear.keras")
+    model.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restored = keras.saving.load_model(path)
+    assert [str(w.message) for w in caught] == []
+    assert len(restored.optimizer.variables) == len(model.optimizer.variables)
+    assert len(restored.trainable_weights) == 2
+    assert restored.encoder.trainable
 
 
 def test_linear_mode_runs_batch_norm_in_inference_mode():

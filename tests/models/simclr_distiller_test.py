@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -149,7 +151,15 @@ def test_student_learns_the_teacher_and_the_teacher_stays_fixed():
     assert len(np.unique(teacher_predictions)) > 1
     student = linear(name="student")
     model = SimCLRDistiller(teacher, student)
-    assert not teacher.trainable
+    # The teacher is left out of what the distiller trains, and its own
+    # flags are left as they were.
+    assert teacher.trainable
+    assert all(w.trainable for w in teacher.trainable_weights)
+    teacher_ids = {id(w) for w in teacher.weights}
+    assert not any(id(w) in teacher_ids for w in model.trainable_weights)
+    assert {id(w) for w in model.trainable_weights} == {
+        id(w) for w in student.trainable_weights
+    }
     model.compile(optimizer=keras.optimizers.Adam(0.05))
     history = model.fit(x, batch_size=32, epochs=15, verbose=0).history
     assert history["distillation_loss"][-1] < history["distillation_loss"][0] - 0.1
@@ -246,7 +256,8 @@ def test_config_and_keras_round_trip(tmp_path):
     assert revived.temperature == 2.0 and revived.labelled_loss_weight == 0.25
     assert isinstance(revived.teacher, SimCLRClassifier)
     assert isinstance(revived.augmentation, keras.layers.GaussianNoise)
-    assert not revived.teacher.trainable
+    revived_teacher = {id(w) for w in revived.teacher.weights}
+    assert not any(id(w) in revived_teacher for w in revived.trainable_weights)
     restored = run_model_saving_test(model, images, tmp_path)
     # Both networks come back.
     np.testing.assert_allclose(
@@ -257,6 +268,58 @@ def test_config_and_keras_round_trip(tmp_path):
     )
     assert len(restored.trainable_weights) == len(model.trainable_weights)
     restored.fit(images, batch_size=8, epochs=1, verbose=0)
+
+
+def test_the_teacher_can_train_again_after_distillation(tmp_path):
+    images = np.random.default_rng(0).uniform(
+        0, 255, (16, IMAGE_SIZE, IMAGE_SIZE, 3)
+    ).astype("float32")
+    labels = np.arange(16) % NUM_CLASSES
+    teacher, student = classifier_pair()
+    teacher.compile()
+    teacher.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    teacher_trainable = len(teacher.trainable_weights)
+    model = SimCLRDistiller(teacher, student)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    before = numpy_weights(teacher)
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    for old, new in zip(before, numpy_weights(teacher)):
+        np.testing.assert_array_equal(old, new)
+    assert teacher.trainable
+    assert len(teacher.trainable_weights) == teacher_trainable
+    teacher.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    moved = [
+        not np.array_equal(old, ops.convert_to_numpy(new))
+        for old, new in zip(before, teacher.weights)
+    ]
+    assert any(moved)
+    # Saved and reloaded, with the teacher's own optimizer inside: no
+    # warning about optimizer variables.
+    path = str(tmp_path / "distiller.keras")
+    model.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restored = keras.saving.load_model(path)
+    assert [str(w.message) for w in caught] == []
+    assert len(restored.trainable_weights) == len(student.trainable_weights)
+
+
+def test_a_linear_student_trains_only_its_classifier():
+    images = np.random.default_rng(0).uniform(
+        0, 255, (16, IMAGE_SIZE, IMAGE_SIZE, 3)
+    ).astype("float32")
+    teacher, _ = classifier_pair()
+    student = SimCLRClassifier(tiny_encoder("student_encoder"), NUM_CLASSES, mode="linear")
+    model = SimCLRDistiller(teacher, student)
+    model.build(images.shape)
+    assert [id(w) for w in model.trainable_weights] == [
+        id(w) for w in student.linear_classifier.weights
+    ]
+    encoder_before = numpy_weights(student.encoder)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    for old, new in zip(encoder_before, numpy_weights(student.encoder)):
+        np.testing.assert_array_equal(old, new)
 
 
 @pytest.mark.parametrize(
