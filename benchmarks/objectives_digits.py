@@ -58,6 +58,7 @@ def main(argv):
             f"--objective={objective}",
             f"--epochs={FLAGS.epochs}",
             f"--model_dir={model_dir}",
+            "--overwrite",  # a rerun replaces the previous results
             "--verbose=0",
             *FLAGS.extra_flags.split(),
             # MoCo's queue; pretrain.py refuses the flag for the others.
