@@ -424,7 +424,7 @@ def main(argv):
     import keras
 
     import keras_simclr
-    from keras_simclr.models import objectives
+    from keras_simclr import objectives
 
     # Devices are set up before anything else touches them.
     strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.tpu)
@@ -511,18 +511,26 @@ def main(argv):
         )
     # A flag the objective would ignore is refused, as the library refuses
     # the argument; flags left at their defaults are simply not passed.
-    objective = objectives.get_objective(FLAGS.objective)
+    objective_class = objectives.OBJECTIVES[FLAGS.objective]
+
+    def uses(argument):
+        """Whether the objective takes `argument` with these flags."""
+        condition = getattr(objective_class, "conditional_arguments", {}).get(argument)
+        return argument in objectives.arguments(objective_class) and (
+            condition is None or FLAGS[condition].value
+        )
+
     for flag, argument in OBJECTIVE_FLAGS.items():
-        if FLAGS[flag].present and not objective.uses(argument, FLAGS.memory_queue):
+        if FLAGS[flag].present and not uses(argument):
             raise app.UsageError(
                 f"--{flag} is not used by --objective={FLAGS.objective}"
                 f"{'' if FLAGS.memory_queue else ' (without --memory_queue)'}; it "
-                f"applies to {objectives.OBJECTIVE_ARGUMENTS[argument][1]}. "
+                f"applies to {objectives.users_of(argument)}. "
                 f"Received: --{flag}={FLAGS[flag].value}"
             )
 
     def if_used(argument, value):
-        return value if objective.uses(argument, FLAGS.memory_queue) else None
+        return value if uses(argument) else None
 
     if (FLAGS.objective == "moco" or FLAGS.memory_queue) and (
         FLAGS.queue_size < 2 * batch_size
@@ -544,7 +552,7 @@ def main(argv):
     # Variables, models and optimizer are made under the strategy.
     with scope:
         prediction_head = None
-        if FLAGS.prediction_hidden_dim and objective.uses("prediction_head"):
+        if FLAGS.prediction_hidden_dim and uses("prediction_head"):
             prediction_head = keras_simclr.layers.PredictionHead(
                 hidden_dim=FLAGS.prediction_hidden_dim, name="prediction_head"
             )
@@ -573,7 +581,7 @@ def main(argv):
             momentum=if_used("momentum", FLAGS.target_momentum),
             momentum_schedule_steps=if_used("momentum_schedule_steps", total_steps),
             queue_size=if_used("queue_size", FLAGS.queue_size),
-            memory_queue=FLAGS.memory_queue,
+            memory_queue=if_used("memory_queue", FLAGS.memory_queue),
             global_bn=FLAGS.global_bn,
         )
         peak = keras_simclr.optimizers.scale_learning_rate(

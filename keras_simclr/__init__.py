@@ -14,6 +14,7 @@ from keras_simclr import evaluation
 from keras_simclr import layers
 from keras_simclr import losses
 from keras_simclr import models
+from keras_simclr import objectives
 from keras_simclr import optimizers
 from keras_simclr import visualization
 from keras_simclr.version import __version__

@@ -15,7 +15,6 @@ TensorFlow is imported here only where the SavedModel is written.
 import atexit
 import importlib.util
 import json
-import numbers
 import os
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import zipfile
 
 import keras
 
-from keras_simclr.layers.data_layer import validate_value_range
+from keras_simclr import _validation
 from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
 
 ENDPOINT_NAME = "serve"
@@ -160,7 +159,7 @@ def export_saved_model(
     _validate_model(model)
     path = _validate_path(path, overwrite)
     image_size, channels = _resolve_image_size(model, image_size)
-    value_range = validate_value_range(value_range, allow_none=True)
+    value_range = _validation.check_value_range(value_range, allow_none=True)
     import_modules = _validate_import_modules(import_modules)
     subprocess_needed = keras.backend.backend() != "tensorflow"
 
@@ -362,19 +361,8 @@ def _validate_model(model):
 
 
 def _validate_path(path, overwrite):
-    if not isinstance(overwrite, bool):
-        raise ValueError(
-            f"`overwrite` must be True or False. Received: overwrite={overwrite!r}"
-        )
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        path = None
-    if not isinstance(path, str) or not path:
-        raise ValueError(
-            "`path` must be a non-empty string or path-like object. "
-            f"Received: path={path!r}"
-        )
+    overwrite = _validation.check_bool(overwrite, "overwrite")
+    path = _validation.check_path(path)
     if "://" in path:
         raise ValueError(
             "`path` must be on the local file system; write there, then copy "
@@ -431,26 +419,8 @@ def _resolve_image_size(model, image_size):
                 candidates.append(wrapped)
     height, width, channels = model_shape or (None, None, None)
 
+    image_size = _validation.check_image_size(image_size, allow_none=True)
     if image_size is not None:
-        if isinstance(image_size, numbers.Integral) and not isinstance(
-            image_size, bool
-        ):
-            image_size = (image_size, image_size)
-        if (
-            not isinstance(image_size, (tuple, list))
-            or len(image_size) != 2
-            or not all(
-                isinstance(size, numbers.Integral)
-                and not isinstance(size, bool)
-                and size > 0
-                for size in image_size
-            )
-        ):
-            raise ValueError(
-                "`image_size` must be a positive int or a tuple "
-                f"`(height, width)` of them. Received: image_size={image_size!r}"
-            )
-        image_size = (int(image_size[0]), int(image_size[1]))
         for known, given in zip((height, width), image_size):
             if known is not None and known != given:
                 raise ValueError(

@@ -6,12 +6,11 @@ here is called. Figures are drawn on matplotlib's Agg canvas directly, without
 open.
 """
 
-import numbers
-import os
-
 import keras
 import numpy as np
 from keras import ops
+
+from keras_simclr import _validation
 
 DEFAULT_METRICS = ("loss", "contrastive_accuracy", "knn_accuracy")
 
@@ -58,37 +57,15 @@ def augmentation_preview(augmentation, images, path=None, num_images=8, seed=Non
     )
     ```
     """
-    if not isinstance(augmentation, keras.layers.Layer):
-        raise ValueError(
-            "`augmentation` must be a Keras layer that makes a view of a batch "
-            f"of images. Received: augmentation={augmentation!r}"
-        )
-    _check_path(path, allow_none=True)
-    if (
-        isinstance(num_images, bool)
-        or not isinstance(num_images, numbers.Integral)
-        or num_images < 1
-    ):
-        raise ValueError(
-            "`num_images` must be a positive integer. "
-            f"Received: num_images={num_images!r}"
-        )
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-    ):
-        raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
-    images = np.asarray(
-        images if isinstance(images, np.ndarray) else ops.convert_to_numpy(images)
+    _validation.check_layer(
+        augmentation,
+        "augmentation",
+        description="a Keras layer that makes a view of a batch of images",
     )
-    if images.ndim != 4 or images.shape[-1] not in (1, 3) or not len(images):
-        raise ValueError(
-            "`images` must be a non-empty batch of images (N, H, W, C) with 1 "
-            f"or 3 channels. Received: images.shape={images.shape}"
-        )
-    if images.dtype.kind not in "biuf":
-        raise ValueError(
-            f"`images` must hold numbers. Received: images.dtype={images.dtype}"
-        )
+    _validation.check_path(path, allow_none=True)
+    num_images = _validation.check_int(num_images, "num_images")
+    seed = _validation.check_seed(seed)
+    images = _validation.check_images(images)
     figure_class, canvas_class = _matplotlib()
 
     images = images[:num_images]
@@ -181,7 +158,7 @@ def plot_history(history, path, metrics=DEFAULT_METRICS, x_axis="epoch"):
             "metric names to lists of values (History.history). Received: "
             f"history of type {type(history).__name__}"
         )
-    _check_path(path, allow_none=False)
+    _validation.check_path(path)
     if metrics is None:
         metrics = [
             key for key in history if key != "time" and not key.startswith("val_")
@@ -195,10 +172,7 @@ def plot_history(history, path, metrics=DEFAULT_METRICS, x_axis="epoch"):
             "`metrics` must be a non-empty list or tuple of metric names, or "
             f"None. Received: metrics={metrics!r}"
         )
-    if x_axis not in ("epoch", "time"):
-        raise ValueError(
-            f'`x_axis` must be "epoch" or "time". Received: x_axis={x_axis!r}'
-        )
+    x_axis = _validation.check_choice(x_axis, "x_axis", ("epoch", "time"))
     present = [metric for metric in metrics if metric in history]
     if not present:
         raise ValueError(
@@ -295,14 +269,3 @@ def _as_curve(values, key):
             f"Received: a value of shape {curve.shape}"
         )
     return curve
-
-
-def _check_path(path, allow_none):
-    if path is None and allow_none:
-        return
-    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-        none = " or None" if allow_none else ""
-        raise ValueError(
-            f"`path` must be a file path (str or os.PathLike){none}. "
-            f"Received: path={path!r}"
-        )

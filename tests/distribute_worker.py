@@ -151,9 +151,9 @@ def step_loss_callback(objective="simclr"):
 def train(pretrainer, data):
     import numpy as np
 
-    callback = step_loss_callback(pretrainer.objective)
+    callback = step_loss_callback(pretrainer.objective.key)
     labels = None
-    if pretrainer.objective == "supcon":
+    if pretrainer.objective.key == "supcon":
         labels = np.arange(len(data)) % 3
     pretrainer.fit(
         data,

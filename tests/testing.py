@@ -102,3 +102,18 @@ def run_model_saving_test(model, inputs, tmp_path, atol=1e-5, output_fn=None):
         actual,
     )
     return restored
+
+
+def tiny_encoder(name="encoder"):
+    """An 8x8 RGB encoder small enough for a step in milliseconds: one
+    convolution, batch norm, pooling to 4 features."""
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+        ],
+        name=name,
+    )

@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 
+from keras_simclr import _validation
 from keras_simclr.evaluation import knn as knn_lib
 
 
@@ -107,12 +108,12 @@ class KNNMonitor(keras.callbacks.Callback):
         knn_lib.check_data(test_data, "test_data")
         if encoder is not None:
             knn_lib.check_encoder(encoder)
-        knn_lib.check_positive_int(every_n_epochs, "every_n_epochs")
-        knn_lib.check_positive_int(k, "k")
-        knn_lib.check_positive_number(temperature, "temperature")
-        knn_lib.check_positive_int(batch_size, "batch_size")
-        knn_lib.check_num_classes(num_classes, allow_none=True)
-        knn_lib.check_positive_int(chunk_size, "chunk_size")
+        _validation.check_int(every_n_epochs, "every_n_epochs")
+        _validation.check_int(k, "k")
+        _validation.check_positive_number(temperature, "temperature")
+        _validation.check_int(batch_size, "batch_size")
+        _validation.check_num_classes(num_classes, allow_none=True)
+        _validation.check_int(chunk_size, "chunk_size")
         self.train_data = train_data
         self.test_data = test_data
         self.encoder = encoder
@@ -178,7 +179,7 @@ class KNNMonitor(keras.callbacks.Callback):
         if labels is not None:
             return labels
         batches = data.map(lambda images, labels: labels).as_numpy_iterator()
-        return knn_lib.as_labels(
+        return _validation.class_ids(
             np.concatenate(
                 [np.zeros((0,), "int64")]
                 + [np.reshape(batch, (-1,)) for batch in batches]

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_simclr import _validation
+
 
 class StopAtStep(keras.callbacks.Callback):
     """Stops training once the optimizer has taken `total_steps` steps in all.
@@ -70,16 +72,7 @@ class StopAtStep(keras.callbacks.Callback):
 
     def __init__(self, total_steps):
         super().__init__()
-        if (
-            isinstance(total_steps, bool)
-            or not isinstance(total_steps, int)
-            or total_steps < 1
-        ):
-            raise ValueError(
-                "`total_steps` must be a positive integer. "
-                f"Received: total_steps={total_steps!r}"
-            )
-        self.total_steps = total_steps
+        self.total_steps = _validation.check_int(total_steps, "total_steps")
         self.initial_step = None
         self._epoch_start_step = None
 

@@ -15,51 +15,6 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5")
 
 
-def validate_image_size(image_size, allow_none=False):
-    """Returns `image_size` as `(height, width)`, or None where allowed."""
-    if allow_none and image_size is None:
-        return None
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        size = (image_size, image_size)
-    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
-        size = tuple(image_size)
-    else:
-        size = None
-    if size is None or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size
-    ):
-        none = "None, " if allow_none else ""
-        raise ValueError(
-            f"`image_size` must be {none}a positive integer or a tuple "
-            f"`(height, width)` of two. Received: image_size={image_size!r}"
-        )
-    return size
-
-
-def validate_interpolation(interpolation):
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(
-            f"`interpolation` must be one of {INTERPOLATIONS}. "
-            f"Received: interpolation={interpolation!r}"
-        )
-    return interpolation
-
-
-def validate_choice(name, value, choices):
-    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
-        raise ValueError(
-            f"`{name}` must be one of {', '.join(repr(c) for c in choices)}. "
-            f"Received: {name}={value!r}"
-        )
-    return value
-
-
-def validate_seed(seed):
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
-    return seed
-
-
 def decode_image(contents, channels):
     """Decodes JPEG, PNG, BMP or GIF (first frame) bytes to uint8 `(H, W, C)`.
 

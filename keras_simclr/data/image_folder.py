@@ -5,14 +5,12 @@ import warnings
 
 import tensorflow as tf
 
+from keras_simclr import _validation
 from keras_simclr.data._images import IMAGE_EXTENSIONS
+from keras_simclr.data._images import INTERPOLATIONS
 from keras_simclr.data._images import decode_image
 from keras_simclr.data._images import print_if
 from keras_simclr.data._images import resize_image
-from keras_simclr.data._images import validate_choice
-from keras_simclr.data._images import validate_image_size
-from keras_simclr.data._images import validate_interpolation
-from keras_simclr.data._images import validate_seed
 from keras_simclr.data.arrays import validate_labels
 from keras_simclr.data.subsets import select_file_names
 
@@ -53,7 +51,7 @@ def list_image_files(directory, labelled="auto", follow_links=False):
         ValueError: if `directory` is not a folder, or holds no image, or
             `labelled=True` and it has no subfolder.
     """
-    labelled = validate_choice("labelled", labelled, ("auto", True, False))
+    labelled = _validation.check_choice(labelled, "labelled", ("auto", True, False))
     directory = os.path.expanduser(os.fspath(directory))
     if not os.path.isdir(directory):
         raise ValueError(
@@ -136,13 +134,13 @@ def _check_decoding_options(
     seed,
 ):
     """Raises `ValueError` for an invalid option shared by the file sources."""
-    validate_choice("on_error", on_error, ("raise", "skip"))
-    validate_choice("validate", validate, (True, False))
-    validate_choice("crop_to_aspect_ratio", crop_to_aspect_ratio, (True, False))
-    validate_interpolation(interpolation)
-    validate_choice("channels", channels, (1, 3))
-    validate_choice("shuffle", shuffle, (True, False))
-    validate_seed(seed)
+    _validation.check_choice(on_error, "on_error", ("raise", "skip"))
+    _validation.check_bool(validate, "validate")
+    _validation.check_bool(crop_to_aspect_ratio, "crop_to_aspect_ratio")
+    _validation.check_choice(interpolation, "interpolation", INTERPOLATIONS)
+    _validation.check_choice(channels, "channels", (1, 3))
+    _validation.check_bool(shuffle, "shuffle")
+    _validation.check_seed(seed)
 
 
 def from_image_folder(
@@ -265,12 +263,12 @@ def from_image_folder(
     )
     ```
     """
-    size = validate_image_size(image_size)
+    size = _validation.check_image_size(image_size)
     _check_decoding_options(
         on_error, validate, crop_to_aspect_ratio, interpolation, channels,
         shuffle, seed,
     )
-    follow_links = validate_choice("follow_links", follow_links, (True, False))
+    follow_links = _validation.check_bool(follow_links, "follow_links")
 
     paths, labels, class_names = list_image_files(directory, labelled, follow_links)
     shown_directory = os.path.expanduser(os.fspath(directory))
@@ -374,7 +372,7 @@ def from_image_files(
     )
     ```
     """
-    size = validate_image_size(image_size)
+    size = _validation.check_image_size(image_size)
     _check_decoding_options(
         on_error, validate, crop_to_aspect_ratio, interpolation, channels,
         shuffle, seed,

@@ -1,32 +1,18 @@
 """Class-balanced fractions of labelled data, for semi-supervised learning."""
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
 
+from keras_simclr import _validation
 from keras_simclr.data.arrays import validate_labels
 
 
-def _validate_fraction(fraction):
-    if (
-        not isinstance(fraction, numbers.Real)
-        or isinstance(fraction, bool)
-        or not 0.0 < float(fraction) <= 1.0
-    ):
-        raise ValueError(
-            "`fraction` must be a number in (0, 1], e.g. 0.01 or 0.1. "
-            f"Received: fraction={fraction!r}"
-        )
-    return float(fraction)
-
-
-def _validate_seed(seed):
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(
-            f"`seed` must be a non-negative integer. Received: seed={seed!r}"
-        )
-    return int(seed)
+def _check_fraction_and_seed(fraction, seed):
+    """`(fraction, seed)`: a number in `(0, 1]` and a non-negative int."""
+    fraction = _validation.check_number(
+        fraction, "fraction", minimum=0, maximum=1, include_minimum=False
+    )
+    return fraction, _validation.check_int(seed, "seed", minimum=0)
 
 
 def label_fraction_indices(labels, fraction, seed=0):
@@ -63,8 +49,7 @@ def label_fraction_indices(labels, fraction, seed=0):
     images, labels = train_images[indices], train_labels[indices]
     ```
     """
-    fraction = _validate_fraction(fraction)
-    seed = _validate_seed(seed)
+    fraction, seed = _check_fraction_and_seed(fraction, seed)
     labels = validate_labels(labels)
     if len(labels) == 0:
         raise ValueError("`labels` is empty: there is nothing to take a fraction of.")
@@ -126,8 +111,7 @@ def take_label_fraction(data, fraction, seed=0):
     labelled = keras_simclr.data.take_label_fraction(train, 0.1, seed=0)
     ```
     """
-    fraction = _validate_fraction(fraction)
-    seed = _validate_seed(seed)
+    fraction, seed = _check_fraction_and_seed(fraction, seed)
     if isinstance(data, tf.data.Dataset):
         return _take_from_dataset(data, fraction, seed)
     if not isinstance(data, (tuple, list)) or len(data) != 2:

@@ -4,19 +4,10 @@ import os
 
 import tensorflow as tf
 
-from keras_simclr.data._images import validate_choice
-from keras_simclr.data._images import validate_seed
+from keras_simclr import _validation
 
 AUTOTUNE = tf.data.AUTOTUNE
 VIEW_KEYS = ("view_a", "view_b")
-
-
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
 
 
 def _validate_cache(cache):
@@ -198,29 +189,23 @@ def pretraining_dataset(
     )
     ```
     """
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = _validation.check_int(batch_size, "batch_size")
     if augmentation is not None and not callable(augmentation):
         raise ValueError(
             "`augmentation` must be None or a callable such as a "
             f"SimCLRAugmentation layer. Received: augmentation={augmentation!r}"
         )
-    with_labels = validate_choice("with_labels", with_labels, (True, False))
-    if shuffle_buffer is None:
-        shuffle_buffer = 0
-    if (
-        not isinstance(shuffle_buffer, int)
-        or isinstance(shuffle_buffer, bool)
-        or shuffle_buffer < 0
-    ):
-        raise ValueError(
-            "`shuffle_buffer` must be a non-negative integer or None. "
-            f"Received: shuffle_buffer={shuffle_buffer!r}"
-        )
+    with_labels = _validation.check_bool(with_labels, "with_labels")
+    shuffle_buffer = _validation.check_int(
+        shuffle_buffer, "shuffle_buffer", minimum=0, allow_none=True
+    )
     cache = _validate_cache(cache)
-    repeat = validate_choice("repeat", repeat, (True, False))
-    drop_remainder = validate_choice("drop_remainder", drop_remainder, (True, False))
-    seed = validate_seed(seed)
-    deterministic = validate_choice("deterministic", deterministic, (None, True, False))
+    repeat = _validation.check_bool(repeat, "repeat")
+    drop_remainder = _validation.check_bool(drop_remainder, "drop_remainder")
+    seed = _validation.check_seed(seed)
+    deterministic = _validation.check_choice(
+        deterministic, "deterministic", (None, True, False)
+    )
     if deterministic is None:
         deterministic = seed is not None
 
@@ -288,10 +273,10 @@ def evaluation_dataset(
     )
     ```
     """
-    batch_size = _positive_int("batch_size", batch_size)
-    with_labels = validate_choice("with_labels", with_labels, (True, False))
+    batch_size = _validation.check_int(batch_size, "batch_size")
+    with_labels = _validation.check_bool(with_labels, "with_labels")
     cache = _validate_cache(cache)
-    drop_remainder = validate_choice("drop_remainder", drop_remainder, (True, False))
+    drop_remainder = _validation.check_bool(drop_remainder, "drop_remainder")
     dataset, _ = _image_and_label(dataset, with_labels, "evaluation_dataset")
     dataset = _cached(dataset, cache)
     dataset = dataset.batch(

@@ -5,11 +5,9 @@ import re
 
 import tensorflow as tf
 
+from keras_simclr import _validation
+from keras_simclr.data._images import INTERPOLATIONS
 from keras_simclr.data._images import resize_image
-from keras_simclr.data._images import validate_choice
-from keras_simclr.data._images import validate_image_size
-from keras_simclr.data._images import validate_interpolation
-from keras_simclr.data._images import validate_seed
 from keras_simclr.data.subsets import as_file_names
 from keras_simclr.data.subsets import filter_by_file_names
 
@@ -148,15 +146,19 @@ def from_tfds(
             f"`split` must be a tfds split string such as 'train'. "
             f"Received: split={split!r}"
         )
-    download = validate_choice("download", download, (True, False))
-    size = validate_image_size(image_size, allow_none=True)
-    crop_to_aspect_ratio = validate_choice(
-        "crop_to_aspect_ratio", crop_to_aspect_ratio, (True, False)
+    download = _validation.check_bool(download, "download")
+    size = _validation.check_image_size(image_size, allow_none=True)
+    crop_to_aspect_ratio = _validation.check_bool(
+        crop_to_aspect_ratio, "crop_to_aspect_ratio"
     )
-    interpolation = validate_interpolation(interpolation)
-    with_labels = validate_choice("with_labels", with_labels, ("auto", True, False))
-    shuffle_files = validate_choice("shuffle_files", shuffle_files, (True, False))
-    seed = validate_seed(seed)
+    interpolation = _validation.check_choice(
+        interpolation, "interpolation", INTERPOLATIONS
+    )
+    with_labels = _validation.check_choice(
+        with_labels, "with_labels", ("auto", True, False)
+    )
+    shuffle_files = _validation.check_bool(shuffle_files, "shuffle_files")
+    seed = _validation.check_seed(seed)
     file_names = None if subset is None else as_file_names(subset)
 
     if data_dir is not None:

@@ -7,12 +7,11 @@ most cosine-similar training features, each neighbour weighted by
 wins.
 """
 
-import numbers
-
 import keras
 import numpy as np
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr import distribute
 
 # Indices of training features are handled as float32, exact up to 2**24.
@@ -93,18 +92,12 @@ def knn_scores(
             f"{MAX_TRAIN_FEATURES} feature vectors. "
             f"Received: train_features.shape={train_features.shape}"
         )
-    check_num_classes(num_classes, allow_none=False)
-    train_labels = as_labels(train_labels, "train_labels")
-    if len(train_labels) != len(train_features):
-        raise ValueError(
-            f"`train_labels` has {len(train_labels)} labels for "
-            f"{len(train_features)} features. Received: "
-            f"train_labels.shape={train_labels.shape}"
-        )
-    _check_label_range(train_labels, num_classes, "train_labels")
-    check_positive_int(k, "k")
-    check_positive_number(temperature, "temperature")
-    check_positive_int(chunk_size, "chunk_size")
+    _validation.check_num_classes(num_classes)
+    train_labels = _validation.class_ids(
+        train_labels, "train_labels", num_images=len(train_features)
+    )
+    _validation.check_class_id_range(train_labels, "train_labels", num_classes)
+    _check_knn_arguments(k, temperature, chunk_size)
 
     k = min(k, len(train_features))
     num_queries = len(query_features)
@@ -220,10 +213,8 @@ def knn_accuracy(
     References:
         - [Wu et al., 2018](https://arxiv.org/abs/1805.01978), InstDisc.
     """
-    check_positive_int(k, "k")
-    check_positive_number(temperature, "temperature")
-    check_positive_int(chunk_size, "chunk_size")
-    check_num_classes(num_classes, allow_none=True)
+    _check_knn_arguments(k, temperature, chunk_size)
+    _validation.check_num_classes(num_classes, allow_none=True)
     train_features, train_labels = extract_features(
         encoder, train_data, batch_size=batch_size, name="train_data"
     )
@@ -279,7 +270,7 @@ def extract_features(encoder, data, batch_size=256, name="data"):
     ```
     """
     check_encoder(encoder)
-    check_positive_int(batch_size, "batch_size")
+    _validation.check_int(batch_size, "batch_size")
     features, labels = [], []
     for images, batch_labels in iterate_batches(data, batch_size, name):
         batch_features = _encode_batch(encoder, images, batch_size)
@@ -300,7 +291,7 @@ def extract_features(encoder, data, batch_size=256, name="data"):
 def check_data(data, name):
     """Checks the form of `(images, labels)` data without reading a dataset;
     returns the labels of array data (else `None`)."""
-    if _is_tf_dataset(data):
+    if _validation.is_tf_dataset(data):
         spec = data.element_spec
         if not (isinstance(spec, tuple) and len(spec) == 2):
             raise ValueError(
@@ -321,13 +312,7 @@ def check_data(data, name):
             f"Received: {name}[0] of type {type(images).__name__} with shape "
             f"{getattr(images, 'shape', None)}"
         )
-    labels = as_labels(labels, f"{name}[1]")
-    if len(labels) != images.shape[0]:
-        raise ValueError(
-            f"`{name}` has {len(labels)} labels for {images.shape[0]} images. "
-            f"Received: {name}[1].shape={labels.shape}"
-        )
-    return labels
+    return _validation.class_ids(labels, f"{name}[1]", num_images=images.shape[0])
 
 
 def iterate_batches(data, batch_size, name):
@@ -337,40 +322,14 @@ def iterate_batches(data, batch_size, name):
         images = data[0]
         for start in range(0, len(array_labels), batch_size):
             yield (
-                _to_numpy(images[start : start + batch_size]),
+                _validation.to_numpy(images[start : start + batch_size]),
                 array_labels[start : start + batch_size],
             )
         return
     if data.element_spec[1].shape.rank == 0:
         data = data.batch(batch_size)
     for images, labels in data.as_numpy_iterator():
-        yield images, as_labels(labels, f"{name} labels")
-
-
-def as_labels(labels, name):
-    """`labels` as an int64 NumPy array `(N,)` of non-negative class ids."""
-    labels = _to_numpy(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise ValueError(
-            f"`{name}` must hold one integer class id per image, shape (N,). "
-            f"Received: {name}.shape={labels.shape}"
-        )
-    if labels.dtype.kind not in "biuf" or (
-        labels.dtype.kind == "f" and not np.all(np.mod(labels, 1) == 0)
-    ):
-        raise ValueError(
-            f"`{name}` must hold integer class ids. Received: "
-            f"{name}.dtype={labels.dtype}"
-        )
-    labels = labels.astype("int64")
-    if len(labels) and labels.min() < 0:
-        raise ValueError(
-            f"`{name}` must hold non-negative class ids. Received: labels "
-            f"from {labels.min()} to {labels.max()}"
-        )
-    return labels
+        yield images, _validation.class_ids(labels, f"{name} labels")
 
 
 def resolve_num_classes(num_classes, train_labels, test_labels):
@@ -385,8 +344,8 @@ def resolve_num_classes(num_classes, train_labels, test_labels):
     largest = max(int(train_labels.max()), int(test_labels.max()))
     if num_classes is None:
         return max(largest + 1, 2)
-    _check_label_range(train_labels, num_classes, "train labels")
-    _check_label_range(test_labels, num_classes, "test labels")
+    _validation.check_class_id_range(train_labels, "train labels", num_classes)
+    _validation.check_class_id_range(test_labels, "test labels", num_classes)
     return num_classes
 
 
@@ -402,11 +361,18 @@ def top_k_accuracies(scores, labels):
 
 
 def check_encoder(encoder):
-    if not isinstance(encoder, keras.layers.Layer):
-        raise ValueError(
-            "`encoder` must be a Keras model or layer that maps images to "
-            f"feature vectors. Received: encoder={encoder!r}"
-        )
+    """Refuses an `encoder` that is not a Keras layer."""
+    _validation.check_layer(
+        encoder,
+        "encoder",
+        description="a Keras model or layer that maps images to feature vectors",
+    )
+
+
+def _check_knn_arguments(k, temperature, chunk_size):
+    _validation.check_int(k, "k")
+    _validation.check_positive_number(temperature, "temperature")
+    _validation.check_int(chunk_size, "chunk_size")
 
 
 def _score_chunk(train, labels, queries, temperature, k, num_classes):
@@ -509,7 +475,7 @@ def _encode_batch(encoder, images, batch_size):
 
 
 def _as_features(features, name):
-    features = _to_numpy(features)
+    features = _validation.to_numpy(features)
     if features.ndim != 2 or features.dtype.kind not in "biuf":
         raise ValueError(
             f"`{name}` must be a 2-D array of numbers (N, F). Received: "
@@ -522,62 +488,3 @@ def _as_features(features, name):
             f"{np.sum(~np.isfinite(features))} NaN or infinite values"
         )
     return features
-
-
-def _to_numpy(array):
-    if isinstance(array, np.ndarray):
-        return array
-    if isinstance(array, (list, tuple)) or np.isscalar(array):
-        return np.asarray(array)
-    return np.asarray(ops.convert_to_numpy(array))
-
-
-def _is_tf_dataset(data):
-    return type(data).__module__.startswith("tensorflow") and hasattr(
-        data, "element_spec"
-    )
-
-
-def check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (
-        value < 1
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-
-
-def check_positive_number(value, name):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not np.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive number. Received: {name}={value!r}"
-        )
-
-
-def check_num_classes(num_classes, allow_none):
-    if allow_none and num_classes is None:
-        return
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, numbers.Integral)
-        or num_classes < 2
-    ):
-        none = ", or None to infer it from the labels" if allow_none else ""
-        raise ValueError(
-            f"`num_classes` must be an integer >= 2{none}. "
-            f"Received: num_classes={num_classes!r}"
-        )
-
-
-def _check_label_range(labels, num_classes, name):
-    if len(labels) and labels.max() >= num_classes:
-        raise ValueError(
-            f"`{name}` must hold class ids in [0, {num_classes}) "
-            f"(num_classes={num_classes}). Received: labels from "
-            f"{labels.min()} to {labels.max()}"
-        )

@@ -5,9 +5,7 @@ import math
 import keras
 import numpy as np
 
-from keras_simclr.evaluation.knn import check_num_classes
-from keras_simclr.evaluation.knn import check_positive_int
-from keras_simclr.evaluation.knn import check_positive_number
+from keras_simclr import _validation
 from keras_simclr.evaluation.knn import extract_features
 from keras_simclr.evaluation.knn import resolve_num_classes
 from keras_simclr.evaluation.knn import top_k_accuracies
@@ -89,29 +87,15 @@ def linear_evaluation(
         - [Chen et al., 2020](https://arxiv.org/abs/2002.05709), SimCLR,
           Section 2.3 and Appendix B.6.
     """
-    check_num_classes(num_classes, allow_none=True)
-    check_positive_int(epochs, "epochs")
-    check_positive_int(batch_size, "batch_size")
-    check_positive_number(learning_rate, "learning_rate")
-    if (
-        isinstance(weight_decay, bool)
-        or not isinstance(weight_decay, (int, float))
-        or not math.isfinite(weight_decay)
-        or weight_decay < 0
-    ):
-        raise ValueError(
-            "`weight_decay` must be a non-negative number. "
-            f"Received: weight_decay={weight_decay!r}"
-        )
-    if not isinstance(standardize, bool):
-        raise ValueError(
-            "`standardize` must be True or False. "
-            f"Received: standardize={standardize!r}"
-        )
-    if verbose not in (0, 1, 2):
-        raise ValueError(
-            f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}"
-        )
+    _validation.check_num_classes(num_classes, allow_none=True)
+    _validation.check_int(epochs, "epochs")
+    _validation.check_int(batch_size, "batch_size")
+    _validation.check_positive_number(learning_rate, "learning_rate")
+    _validation.check_number(weight_decay, "weight_decay", minimum=0)
+    _validation.check_bool(standardize, "standardize")
+    if isinstance(verbose, bool):  # Keras reads False and True as 0 and 1
+        verbose = int(verbose)
+    verbose = _validation.check_choice(verbose, "verbose", (0, 1, 2))
     train_features, train_labels = extract_features(
         encoder, train_data, batch_size=batch_size, name="train_data"
     )

@@ -16,12 +16,13 @@ call by the user (whose input range is checked) from a call inside a model.
 """
 
 import math
-import numbers
 import re
 import sys
 
 import keras
 import numpy as np
+
+from keras_simclr import _validation
 
 try:
     from keras.src.backend.common import global_state
@@ -34,30 +35,6 @@ except ImportError as error:  # pragma: no cover - depends on the Keras version
         f"Installed: keras=={keras.__version__}. Install a supported version "
         "with `pip install 'keras>=3.15,<3.16'`."
     ) from error
-
-
-def validate_value_range(value_range, allow_none=False):
-    """Returns `value_range` as a tuple of two floats, or raises ValueError.
-
-    With `allow_none=True`, `None` (no range, no rescaling) is returned as is.
-    """
-    if allow_none and value_range is None:
-        return None
-    if (
-        not isinstance(value_range, (tuple, list))
-        or len(value_range) != 2
-        or not all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool)
-            for v in value_range
-        )
-        or not value_range[0] < value_range[1]
-    ):
-        none = "None or " if allow_none else ""
-        raise ValueError(
-            f"`value_range` must be {none}a tuple `(low, high)` of two numbers "
-            f"with low < high. Received: value_range={value_range}"
-        )
-    return (float(value_range[0]), float(value_range[1]))
 
 
 # Values this far outside `value_range`, as a fraction of its width, are
@@ -106,7 +83,7 @@ def check_value_range(images, value_range, argument):
     check_value_range(images * 255, (0, 255), "x")  # passes
     ```
     """
-    low, high = validate_value_range(value_range)
+    low, high = _validation.check_value_range(value_range)
     if _is_symbolic(images):
         return
     extrema = _extrema(images)
@@ -207,7 +184,7 @@ def assert_value_range_in_graph(images, value_range, argument):
     """
     import tensorflow as tf
 
-    low, high = validate_value_range(value_range)
+    low, high = _validation.check_value_range(value_range)
     minimum = tf.cast(tf.reduce_min(images), "float32")
     maximum = tf.cast(tf.reduce_max(images), "float32")
     empty = tf.equal(tf.size(images), 0)
@@ -283,63 +260,6 @@ def value_range_error_from_graph(error):
     )
 
 
-def validate_probability(name, value):
-    """Returns `value` as a float in [0, 1], or raises ValueError."""
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not 0.0 <= value <= 1.0
-    ):
-        raise ValueError(
-            f"`{name}` must be a probability in [0, 1]. "
-            f"Received: {name}={value}"
-        )
-    return float(value)
-
-
-def validate_interval(name, value, lower=None, upper=None, strict_lower=False):
-    """Returns `value` as a tuple `(low, high)` of floats, or raises ValueError.
-
-    `low <= high` is required, and both ends must lie in `[lower, upper]`
-    (`(lower, upper]` with `strict_lower=True`); `None` means unbounded.
-    """
-    valid = (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool)
-            for v in value
-        )
-        and value[0] <= value[1]
-    )
-    if valid and lower is not None:
-        valid = value[0] > lower if strict_lower else value[0] >= lower
-    if valid and upper is not None:
-        valid = value[1] <= upper
-    if not valid:
-        opening = "(" if strict_lower else "["
-        bounds = (
-            f" inside {opening}{'-inf' if lower is None else lower}, "
-            f"{'inf' if upper is None else upper}]"
-        )
-        raise ValueError(
-            f"`{name}` must be a tuple `(low, high)` of two numbers with "
-            f"low <= high{bounds}. Received: {name}={value}"
-        )
-    return (float(value[0]), float(value[1]))
-
-
-def validate_seed(seed):
-    """Returns `seed` (an int or None), or raises ValueError."""
-    if seed is None:
-        return None
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(
-            f"`seed` must be an integer or None. Received: seed={seed}"
-        )
-    return seed
-
-
 def validate_image_shape(layer_name, shape):
     """Checks that a (static) shape is a batch of images `(N, H, W, C)`."""
     if len(shape) not in (3, 4):
@@ -371,8 +291,8 @@ class ImageDataLayer(DataLayer):
     """
 
     def __init__(self, value_range=(0, 255), seed=None, **kwargs):
-        value_range = validate_value_range(value_range)
-        seed = validate_seed(seed)
+        value_range = _validation.check_value_range(value_range)
+        seed = _validation.check_seed(seed)
         super().__init__(**kwargs)
         self.value_range = value_range
         self.seed = seed

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr.layers.fused_batch_normalization import FusedBatchNormalization
 
 
@@ -48,22 +49,8 @@ class PredictionHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(hidden_dim, bool) or not isinstance(hidden_dim, int) or (
-            hidden_dim < 1
-        ):
-            raise ValueError(
-                "`hidden_dim` must be a positive integer. "
-                f"Received: hidden_dim={hidden_dim!r}"
-            )
-        if output_dim is not None and (
-            isinstance(output_dim, bool)
-            or not isinstance(output_dim, int)
-            or output_dim < 1
-        ):
-            raise ValueError(
-                "`output_dim` must be a positive integer or None. "
-                f"Received: output_dim={output_dim!r}"
-            )
+        hidden_dim = _validation.check_int(hidden_dim, "hidden_dim")
+        output_dim = _validation.check_int(output_dim, "output_dim", allow_none=True)
         self.hidden_dim = hidden_dim
         self.output_dim = output_dim
         self.batch_norm_momentum = batch_norm_momentum

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr.layers.fused_batch_normalization import FusedBatchNormalization
 
 
@@ -61,23 +62,9 @@ class ProjectionHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if hidden_dim is not None and (
-            not isinstance(hidden_dim, int) or hidden_dim < 1
-        ):
-            raise ValueError(
-                "`hidden_dim` must be a positive integer or None. "
-                f"Received: hidden_dim={hidden_dim!r}"
-            )
-        if not isinstance(output_dim, int) or output_dim < 1:
-            raise ValueError(
-                "`output_dim` must be a positive integer. "
-                f"Received: output_dim={output_dim!r}"
-            )
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(
-                "`num_layers` must be an integer >= 1. "
-                f"Received: num_layers={num_layers!r}"
-            )
+        hidden_dim = _validation.check_int(hidden_dim, "hidden_dim", allow_none=True)
+        output_dim = _validation.check_int(output_dim, "output_dim")
+        num_layers = _validation.check_int(num_layers, "num_layers")
         self.hidden_dim = hidden_dim
         self.output_dim = output_dim
         self.num_layers = num_layers

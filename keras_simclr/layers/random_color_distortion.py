@@ -1,10 +1,13 @@
 import keras
 
+from keras_simclr import _validation
 from keras_simclr.layers.data_layer import ImageDataLayer
-from keras_simclr.layers.data_layer import validate_probability
 
 # tf.image.rgb_to_grayscale's luma weights (ITU-R BT.601).
 LUMA_WEIGHTS = (0.2989, 0.587, 0.114)
+
+# The brightness changes of SimCLR v1 and v2: the values of `impl`.
+IMPLEMENTATIONS = ("v1", "v2")
 
 # Order of the jitter operations in the per-image ranks.
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
@@ -305,27 +308,16 @@ class RandomColorDistortion(ImageDataLayer):
         seed=None,
         **kwargs,
     ):
-        if (
-            not isinstance(strength, (int, float))
-            or isinstance(strength, bool)
-            or strength < 0
-        ):
-            raise ValueError(
-                "`strength` must be a non-negative number. "
-                f"Received: strength={strength}"
-            )
-        jitter_probability = validate_probability(
-            "jitter_probability", jitter_probability
+        strength = _validation.check_number(strength, "strength", minimum=0)
+        jitter_probability = _validation.check_probability(
+            jitter_probability, "jitter_probability"
         )
-        grayscale_probability = validate_probability(
-            "grayscale_probability", grayscale_probability
+        grayscale_probability = _validation.check_probability(
+            grayscale_probability, "grayscale_probability"
         )
-        if impl not in ("v1", "v2"):
-            raise ValueError(
-                f'`impl` must be "v1" or "v2". Received: impl={impl}'
-            )
+        impl = _validation.check_choice(impl, "impl", IMPLEMENTATIONS)
         super().__init__(value_range=value_range, seed=seed, **kwargs)
-        self.strength = float(strength)
+        self.strength = strength
         self.jitter_probability = jitter_probability
         self.grayscale_probability = grayscale_probability
         self.impl = impl

@@ -1,8 +1,7 @@
 import keras
 
+from keras_simclr import _validation
 from keras_simclr.layers.data_layer import ImageDataLayer
-from keras_simclr.layers.data_layer import validate_interval
-from keras_simclr.layers.data_layer import validate_probability
 
 PADDINGS = ("reflect", "edge", "zeros")
 
@@ -117,22 +116,14 @@ class RandomGaussianBlur(ImageDataLayer):
         seed=None,
         **kwargs,
     ):
-        probability = validate_probability("probability", probability)
-        sigma = validate_interval("sigma", sigma, 0.0, strict_lower=True)
-        if kernel_size is not None and (
-            not isinstance(kernel_size, int)
-            or isinstance(kernel_size, bool)
-            or kernel_size < 1
-        ):
-            raise ValueError(
-                "`kernel_size` must be a positive integer or None. "
-                f"Received: kernel_size={kernel_size}"
-            )
-        if padding not in PADDINGS:
-            raise ValueError(
-                f"`padding` must be one of {PADDINGS}. "
-                f"Received: padding={padding}"
-            )
+        probability = _validation.check_probability(probability, "probability")
+        sigma = _validation.check_interval(
+            sigma, "sigma", minimum=0, include_minimum=False
+        )
+        kernel_size = _validation.check_int(
+            kernel_size, "kernel_size", allow_none=True
+        )
+        padding = _validation.check_choice(padding, "padding", PADDINGS)
         super().__init__(value_range=value_range, seed=seed, **kwargs)
         self.probability = probability
         self.sigma = sigma

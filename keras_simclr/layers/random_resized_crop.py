@@ -2,9 +2,8 @@ import math
 
 import keras
 
+from keras_simclr import _validation
 from keras_simclr.layers.data_layer import ImageDataLayer
-from keras_simclr.layers.data_layer import validate_interval
-from keras_simclr.layers.data_layer import validate_probability
 
 # torchvision's `RandomResizedCrop.get_params` tries this many boxes.
 MAX_ATTEMPTS = 10
@@ -133,18 +132,16 @@ class RandomResizedCrop(ImageDataLayer):
         seed=None,
         **kwargs,
     ):
-        for name, size in (("height", height), ("width", width)):
-            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-                raise ValueError(
-                    f"`{name}` must be a positive integer. "
-                    f"Received: {name}={size}"
-                )
-        scale = validate_interval("scale", scale, 0.0, 1.0, strict_lower=True)
-        aspect_ratio = validate_interval(
-            "aspect_ratio", aspect_ratio, 0.0, strict_lower=True
+        height = _validation.check_int(height, "height")
+        width = _validation.check_int(width, "width")
+        scale = _validation.check_interval(
+            scale, "scale", minimum=0, maximum=1, include_minimum=False
         )
-        horizontal_flip_probability = validate_probability(
-            "horizontal_flip_probability", horizontal_flip_probability
+        aspect_ratio = _validation.check_interval(
+            aspect_ratio, "aspect_ratio", minimum=0, include_minimum=False
+        )
+        horizontal_flip_probability = _validation.check_probability(
+            horizontal_flip_probability, "horizontal_flip_probability"
         )
         super().__init__(value_range=value_range, seed=seed, **kwargs)
         self.height = height

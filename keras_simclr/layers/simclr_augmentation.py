@@ -1,9 +1,8 @@
 import keras
 
+from keras_simclr import _validation
 from keras_simclr.layers.data_layer import ImageDataLayer
-from keras_simclr.layers.data_layer import validate_interval
-from keras_simclr.layers.data_layer import validate_probability
-from keras_simclr.layers.data_layer import validate_seed
+from keras_simclr.layers.random_color_distortion import IMPLEMENTATIONS
 from keras_simclr.layers.random_color_distortion import RandomColorDistortion
 from keras_simclr.layers.random_color_distortion import check_channels
 from keras_simclr.layers.random_gaussian_blur import RandomGaussianBlur
@@ -114,45 +113,22 @@ class SimCLRAugmentation(ImageDataLayer):
         seed=None,
         **kwargs,
     ):
-        if isinstance(image_size, int) and not isinstance(image_size, bool):
-            size = (image_size, image_size)
-        elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
-            size = tuple(image_size)
-        else:
-            size = None
-        if size is None or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s > 0
-            for s in size
-        ):
-            raise ValueError(
-                "`image_size` must be a positive integer or a tuple "
-                f"`(height, width)` of two. Received: image_size={image_size}"
-            )
-        if preset not in PRESETS:
-            raise ValueError(
-                f"`preset` must be one of {tuple(PRESETS)}. "
-                f"Received: preset={preset}"
-            )
-        if color_jitter_strength is not None and (
-            not isinstance(color_jitter_strength, (int, float))
-            or isinstance(color_jitter_strength, bool)
-            or color_jitter_strength < 0
-        ):
-            raise ValueError(
-                "`color_jitter_strength` must be a non-negative number or "
-                "None. Received: "
-                f"color_jitter_strength={color_jitter_strength}"
-            )
-        if blur_probability is not None:
-            validate_probability("blur_probability", blur_probability)
-        crop_scale = validate_interval(
-            "crop_scale", crop_scale, 0.0, 1.0, strict_lower=True
+        size = _validation.check_image_size(image_size)
+        preset = _validation.check_choice(preset, "preset", tuple(PRESETS))
+        _validation.check_number(
+            color_jitter_strength,
+            "color_jitter_strength",
+            minimum=0,
+            allow_none=True,
         )
-        if impl not in ("v1", "v2"):
-            raise ValueError(
-                f'`impl` must be "v1" or "v2". Received: impl={impl}'
-            )
-        seed = validate_seed(seed)
+        _validation.check_probability(
+            blur_probability, "blur_probability", allow_none=True
+        )
+        crop_scale = _validation.check_interval(
+            crop_scale, "crop_scale", minimum=0, maximum=1, include_minimum=False
+        )
+        impl = _validation.check_choice(impl, "impl", IMPLEMENTATIONS)
+        seed = _validation.check_seed(seed)
         super().__init__(value_range=value_range, seed=seed, **kwargs)
         self.image_size = image_size
         self.preset = preset

@@ -3,53 +3,11 @@
 import keras
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr import distribute
 
 # PyTorch's `BatchNorm1d` default, which the official code standardises with.
 _BATCH_NORM_EPSILON = 1e-5
-
-
-def _validate_weight(name, value):
-    """Checks that a loss coefficient is a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(
-            f"`{name}` must be a non-negative number. Received: {name}={value!r}"
-        )
-    if not 0 <= value < float("inf"):
-        raise ValueError(
-            f"`{name}` must be a finite number >= 0. Received: {name}={value}"
-        )
-    return float(value)
-
-
-def _validate_branches(z_a, z_b):
-    """Converts two `(N, D)` projections of the same shape, N >= 2, to float32.
-
-    Dimensions unknown while tracing (`None`) are not checked.
-    """
-    z_a = ops.convert_to_tensor(z_a)
-    z_b = ops.convert_to_tensor(z_b)
-    shape_a, shape_b = tuple(z_a.shape), tuple(z_b.shape)
-    if len(shape_a) != 2 or len(shape_b) != 2:
-        raise ValueError(
-            "`z_a` and `z_b` must be 2D tensors (batch, dim). Received: "
-            f"z_a.shape={shape_a}, z_b.shape={shape_b}"
-        )
-    if any(
-        a is not None and b is not None and a != b for a, b in zip(shape_a, shape_b)
-    ):
-        raise ValueError(
-            "`z_a` and `z_b` must have the same shape: row n of each is a view "
-            f"of image n. Received: z_a.shape={shape_a}, z_b.shape={shape_b}"
-        )
-    if shape_a[0] is not None and shape_a[0] < 2:
-        raise ValueError(
-            "`z_a` and `z_b` must hold at least 2 images: the loss uses "
-            f"statistics over the batch. Received: z_a.shape={shape_a}"
-        )
-    # float16 / bfloat16 projections are computed on in float32: batch
-    # statistics and a D x D sum of squares lose too much in 8 or 11 bits.
-    return ops.cast(z_a, "float32"), ops.cast(z_b, "float32")
 
 
 def _gather_branches(z_a, z_b, cross_replica):
@@ -137,8 +95,10 @@ def barlow_twins(z_a, z_b, lambda_offdiag=5e-3, cross_replica=False):
         - [facebookresearch/barlowtwins](
           https://github.com/facebookresearch/barlowtwins), `main.py`.
     """
-    lambda_offdiag = _validate_weight("lambda_offdiag", lambda_offdiag)
-    z_a, z_b = _validate_branches(z_a, z_b)
+    lambda_offdiag = _validation.check_non_negative_number(
+        lambda_offdiag, "lambda_offdiag"
+    )
+    z_a, z_b = _validation.check_branches(z_a, z_b)
     z_a, z_b = _gather_branches(z_a, z_b, cross_replica)
     batch_size = ops.cast(ops.shape(z_a)[0], "float32")
     correlation = (
@@ -147,23 +107,6 @@ def barlow_twins(z_a, z_b, lambda_offdiag=5e-3, cross_replica=False):
     on_diagonal = ops.sum(ops.square(1.0 - ops.diagonal(correlation)))
     off_diagonal = ops.sum(ops.square(_off_diagonal(correlation)))
     return on_diagonal + lambda_offdiag * off_diagonal
-
-
-def _check_stacked_views(loss, y_pred, sample_weight):
-    """`y_pred` must be `(2N, D)` with N >= 2; no per-sample weights."""
-    if sample_weight is not None:
-        raise ValueError(
-            f"{type(loss).__name__} has no per-sample weights: each image's "
-            "term depends on the whole batch. Received: sample_weight of shape "
-            f"{getattr(sample_weight, 'shape', None)}"
-        )
-    shape = getattr(y_pred, "shape", None)
-    if shape is not None and len(shape) == 2 and shape[0] is not None:
-        if shape[0] % 2 or shape[0] < 4:
-            raise ValueError(
-                "`y_pred` must stack the two views of at least 2 images, "
-                f"shape (2N, D) with N >= 2. Received: y_pred.shape={tuple(shape)}"
-            )
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -189,14 +132,16 @@ class BarlowTwins(keras.losses.Loss):
 
     def __init__(self, lambda_offdiag=5e-3, name="barlow_twins", **kwargs):
         super().__init__(name=name, reduction=None, **kwargs)
-        self.lambda_offdiag = _validate_weight("lambda_offdiag", lambda_offdiag)
+        self.lambda_offdiag = _validation.check_non_negative_number(
+            lambda_offdiag, "lambda_offdiag"
+        )
 
     def call(self, y_true, y_pred):
         z_a, z_b = ops.split(y_pred, 2, axis=0)
         return barlow_twins(z_a, z_b, self.lambda_offdiag)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _check_stacked_views(self, y_pred, sample_weight)
+        _validation.check_stacked_views(type(self).__name__, y_pred, sample_weight)
         return self.call(y_true, y_pred)
 
     def get_config(self):

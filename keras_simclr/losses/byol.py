@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_simclr.losses._checks import check_dict_call
+from keras_simclr import _validation
 
 _KEYS = ("prediction", "target")
 
@@ -17,19 +17,9 @@ def _paired_cosines(p, z):
     `(cos_ab, cos_ba)`, each `(N,)` and float32: `cos(p_a, z_b)` and
     `cos(p_b, z_a)`, with no gradient to `z`.
     """
-    p = ops.convert_to_tensor(p)
-    z = ops.convert_to_tensor(z)
-    for name, x in (("p", p), ("z", z)):
-        if len(x.shape) != 2:
-            raise ValueError(
-                f"`{name}` must be a 2D tensor (2N, D) stacking both views. "
-                f"Received: {name}.shape={tuple(x.shape)}"
-            )
-    if tuple(p.shape) != tuple(z.shape):
-        raise ValueError(
-            "`p` and `z` must have the same shape (2N, D). Received: "
-            f"p.shape={tuple(p.shape)}, z.shape={tuple(z.shape)}"
-        )
+    p = _validation.check_matrix("p", p)
+    z = _validation.check_matrix("z", z)
+    _validation.check_same_shape(p=p, z=z)
     if p.shape[0] is not None and (p.shape[0] % 2 or p.shape[0] < 2):
         raise ValueError(
             "`p` must stack the two views of the batch, shape (2N, D) with "
@@ -122,28 +112,12 @@ def cosine_momentum(step, total_steps, base_momentum=0.996):
         - [Grill et al., 2020](https://arxiv.org/abs/2006.07733), BYOL,
           section 3.2.
     """
-    if (
-        isinstance(total_steps, bool)
-        or not isinstance(total_steps, (int, float))
-        or not total_steps > 0
-    ):
-        raise ValueError(
-            "`total_steps` must be a positive number. "
-            f"Received: total_steps={total_steps!r}"
-        )
-    if (
-        isinstance(base_momentum, bool)
-        or not isinstance(base_momentum, (int, float))
-        or not 0 <= base_momentum <= 1
-    ):
-        raise ValueError(
-            "`base_momentum` must be a number in [0, 1]. "
-            f"Received: base_momentum={base_momentum!r}"
-        )
-    step = ops.clip(ops.cast(step, "float32"), 0.0, float(total_steps))
-    progress = step / float(total_steps)
+    total_steps = _validation.check_positive_number(total_steps, "total_steps")
+    base_momentum = _validation.check_probability(base_momentum, "base_momentum")
+    step = ops.clip(ops.cast(step, "float32"), 0.0, total_steps)
+    progress = step / total_steps
     cosine = (ops.cos(math.pi * progress) + 1.0) / 2.0
-    return 1.0 - (1.0 - float(base_momentum)) * cosine
+    return 1.0 - (1.0 - base_momentum) * cosine
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -176,7 +150,7 @@ class BYOL(keras.losses.Loss):
         return byol(y_pred["prediction"], y_pred["target"])
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        check_dict_call("BYOL", y_pred, sample_weight, _KEYS)
+        _validation.check_dict_call("BYOL", y_pred, sample_weight, _KEYS)
         return self.call(y_true, y_pred)
 
     def get_config(self):

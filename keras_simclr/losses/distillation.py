@@ -2,7 +2,7 @@
 
 from keras import ops
 
-from keras_simclr.losses.nt_xent import _validate_temperature
+from keras_simclr import _validation
 
 
 def distillation_loss(teacher_logits, student_logits, temperature=1.0):
@@ -22,7 +22,7 @@ def distillation_loss(teacher_logits, student_logits, temperature=1.0):
     Returns:
         A `(batch,)` float32 tensor, one loss per example.
     """
-    temperature = _validate_temperature(temperature)
+    temperature = _validation.check_positive_number(temperature, "temperature")
     teacher_logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
     student_logits = ops.cast(ops.convert_to_tensor(student_logits), "float32")
     if (

@@ -3,9 +3,8 @@
 import keras
 from keras import ops
 
-from keras_simclr.losses._checks import check_dict_call
-from keras_simclr.losses._checks import check_matrix
-from keras_simclr.losses.nt_xent import _validate_temperature
+from keras_simclr import _validation
+from keras_simclr._validation import check_matrix
 
 _KEYS = ("query", "key", "queue")
 
@@ -65,15 +64,11 @@ def moco_infonce(q, k, queue, temperature=0.2):
         - [He et al., 2020](https://arxiv.org/abs/1911.05722), MoCo.
         - [Chen et al., 2020](https://arxiv.org/abs/2003.04297), MoCo v2.
     """
-    temperature = _validate_temperature(temperature)
+    temperature = _validation.check_positive_number(temperature, "temperature")
     q = check_matrix("q", q)
     k = check_matrix("k", k)
     queue = check_matrix("queue", queue)
-    if tuple(q.shape) != tuple(k.shape):
-        raise ValueError(
-            "`q` and `k` must have the same shape (N, D). Received: "
-            f"q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}"
-        )
+    _validation.check_same_shape(q=q, k=k)
     if q.shape[1] is not None and queue.shape[1] not in (None, q.shape[1]):
         raise ValueError(
             "`queue` must hold keys of the queries' dimension, shape (K, D) "
@@ -181,7 +176,9 @@ class MoCoInfoNCE(keras.losses.Loss):
 
     def __init__(self, temperature=0.2, name="moco_infonce", **kwargs):
         super().__init__(name=name, reduction=None, **kwargs)
-        self.temperature = _validate_temperature(temperature)
+        self.temperature = _validation.check_positive_number(
+            temperature, "temperature"
+        )
 
     def call(self, y_true, y_pred):
         return moco_infonce(
@@ -189,7 +186,7 @@ class MoCoInfoNCE(keras.losses.Loss):
         )
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        check_dict_call("MoCoInfoNCE", y_pred, sample_weight, _KEYS)
+        _validation.check_dict_call("MoCoInfoNCE", y_pred, sample_weight, _KEYS)
         return self.call(y_true, y_pred)
 
     def get_config(self):

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr import distribute
 
 # Added to a logit to remove it from a softmax. Finite, so that 0 * mask stays
@@ -11,16 +12,9 @@ _MASK_VALUE = 1e9
 
 
 def _validate_temperature(temperature):
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise ValueError(
-            "`temperature` must be a positive number. "
-            f"Received: temperature={temperature!r}"
-        )
-    if not temperature > 0:
-        raise ValueError(
-            f"`temperature` must be positive. Received: temperature={temperature}"
-        )
-    return float(temperature)
+    """`temperature` as a float, or raises: a softmax temperature is a
+    finite number > 0."""
+    return _validation.check_positive_number(temperature, "temperature")
 
 
 def _pair_logits(z_a, z_b, temperature, cross_replica=False, negatives=None):
@@ -35,17 +29,11 @@ def _pair_logits(z_a, z_b, temperature, cross_replica=False, negatives=None):
     global batch (all first views, then all second views, in replica order).
     Extra `negatives` `(K, D)` add `K` columns after those.
     """
-    z_a = ops.convert_to_tensor(z_a)
-    z_b = ops.convert_to_tensor(z_b)
-    if len(z_a.shape) != 2 or len(z_b.shape) != 2:
-        raise ValueError(
-            "`z_a` and `z_b` must be 2D tensors (batch, dim). Received: "
-            f"z_a.shape={tuple(z_a.shape)}, z_b.shape={tuple(z_b.shape)}"
-        )
     # Normalising and the softmax run in float32 whatever the input dtype, so
     # float16 / bfloat16 projections and temperatures down to 0.01 are stable.
-    z_a = ops.normalize(ops.cast(z_a, "float32"), axis=-1, epsilon=1e-12)
-    z_b = ops.normalize(ops.cast(z_b, "float32"), axis=-1, epsilon=1e-12)
+    z_a, z_b = _validation.check_branches(z_a, z_b, min_batch=0)
+    z_a = ops.normalize(z_a, axis=-1, epsilon=1e-12)
+    z_b = ops.normalize(z_b, axis=-1, epsilon=1e-12)
     anchors = ops.concatenate([z_a, z_b], axis=0)
     local_batch = ops.shape(z_a)[0]
     if cross_replica:
@@ -217,19 +205,7 @@ class NTXent(keras.losses.Loss):
         return nt_xent(z_a, z_b, self.temperature)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is not None:
-            raise ValueError(
-                "NTXent has no per-sample weights: each view's loss depends on "
-                "the whole batch. Received: sample_weight of shape "
-                f"{getattr(sample_weight, 'shape', None)}"
-            )
-        shape = getattr(y_pred, "shape", None)
-        if shape is not None and len(shape) == 2 and shape[0] is not None:
-            if shape[0] % 2 or shape[0] < 4:
-                raise ValueError(
-                    "`y_pred` must stack the two views of at least 2 images, "
-                    f"shape (2N, D) with N >= 2. Received: y_pred.shape={shape}"
-                )
+        _validation.check_stacked_views(type(self).__name__, y_pred, sample_weight)
         return self.call(y_true, y_pred)
 
     def get_config(self):

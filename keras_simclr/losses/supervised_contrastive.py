@@ -3,11 +3,9 @@
 import keras
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr import distribute
-from keras_simclr.losses.barlow_twins import _check_stacked_views
-from keras_simclr.losses.barlow_twins import _validate_branches
 from keras_simclr.losses.nt_xent import _pair_logits
-from keras_simclr.losses.nt_xent import _validate_temperature
 from keras_simclr.losses.nt_xent import nt_xent
 
 
@@ -99,8 +97,8 @@ def supervised_contrastive(
         - [HobbitLong/SupContrast](https://github.com/HobbitLong/SupContrast),
           `losses.py`.
     """
-    temperature = _validate_temperature(temperature)
-    z_a, z_b = _validate_branches(z_a, z_b)
+    temperature = _validation.check_positive_number(temperature, "temperature")
+    z_a, z_b = _validation.check_branches(z_a, z_b)
     if labels is None:
         return nt_xent(z_a, z_b, temperature, cross_replica)
     labels = _validate_labels(labels, z_a)
@@ -153,14 +151,16 @@ class SupervisedContrastive(keras.losses.Loss):
 
     def __init__(self, temperature=0.1, name="supervised_contrastive", **kwargs):
         super().__init__(name=name, reduction=None, **kwargs)
-        self.temperature = _validate_temperature(temperature)
+        self.temperature = _validation.check_positive_number(
+            temperature, "temperature"
+        )
 
     def call(self, y_true, y_pred):
         z_a, z_b = ops.split(y_pred, 2, axis=0)
         return supervised_contrastive(z_a, z_b, y_true, self.temperature)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _check_stacked_views(self, y_pred, sample_weight)
+        _validation.check_stacked_views(type(self).__name__, y_pred, sample_weight)
         return self.call(y_true, y_pred)
 
     def get_config(self):

@@ -3,22 +3,13 @@
 import keras
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr import distribute
-from keras_simclr.losses._checks import check_dict_call
-from keras_simclr.losses._checks import check_matrix
+from keras_simclr._validation import check_matrix
+from keras_simclr._validation import check_same_shape
 
 _KEYS = ("projection", "target", "correlation")
 
-
-
-
-def _same_shapes(**tensors):
-    shapes = {name: tuple(x.shape) for name, x in tensors.items()}
-    if len(set(shapes.values())) > 1:
-        received = ", ".join(f"{name}.shape={shape}" for name, shape in shapes.items())
-        raise ValueError(
-            f"`{'`, `'.join(shapes)}` must have the same shape. Received: {received}"
-        )
 
 
 def _normalize(x):
@@ -56,7 +47,7 @@ def unigrad_correlation(target_a, target_b, cross_replica=False):
     """
     target_a = check_matrix("target_a", target_a)
     target_b = check_matrix("target_b", target_b)
-    _same_shapes(target_a=target_a, target_b=target_b)
+    check_same_shape(target_a=target_a, target_b=target_b)
     t_a = ops.stop_gradient(_normalize(target_a))
     t_b = ops.stop_gradient(_normalize(target_b))
     if cross_replica:
@@ -92,29 +83,15 @@ def update_correlation(correlation, batch_correlation, initialized, rho=0.99):
     Returns:
         The new float32 average, shape `(D, D)`.
     """
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho <= 1:
-        raise ValueError(f"`rho` must be a number in [0, 1]. Received: rho={rho!r}")
+    rho = _validation.check_probability(rho, "rho")
     correlation = check_matrix("correlation", correlation)
     batch_correlation = check_matrix("batch_correlation", batch_correlation)
-    _same_shapes(correlation=correlation, batch_correlation=batch_correlation)
+    check_same_shape(correlation=correlation, batch_correlation=batch_correlation)
     correlation = ops.cast(correlation, "float32")
     batch_correlation = ops.cast(batch_correlation, "float32")
     average = rho * correlation + (1.0 - rho) * batch_correlation
     initialized = ops.cast(ops.convert_to_tensor(initialized), "bool")
     return ops.stop_gradient(ops.where(initialized, average, batch_correlation))
-
-
-def _validate_lambda(lambda_):
-    if (
-        isinstance(lambda_, bool)
-        or not isinstance(lambda_, (int, float))
-        or not lambda_ >= 0
-    ):
-        raise ValueError(
-            "`lambda_` must be a non-negative number. "
-            f"Received: lambda_={lambda_!r}"
-        )
-    return float(lambda_)
 
 
 def _unigrad_normalized(z_a, z_b, t_a, t_b, correlation, lambda_):
@@ -204,13 +181,13 @@ def unigrad(z_a, z_b, target_a, target_b, correlation, lambda_=100.0):
           the Equivalence of Siamese Self-Supervised Learning via A Unified
           Gradient Framework.
     """
-    lambda_ = _validate_lambda(lambda_)
+    lambda_ = _validation.check_non_negative_number(lambda_, "lambda_")
     z_a = check_matrix("z_a", z_a)
     z_b = check_matrix("z_b", z_b)
     target_a = check_matrix("target_a", target_a)
     target_b = check_matrix("target_b", target_b)
     correlation = check_matrix("correlation", correlation)
-    _same_shapes(z_a=z_a, z_b=z_b, target_a=target_a, target_b=target_b)
+    check_same_shape(z_a=z_a, z_b=z_b, target_a=target_a, target_b=target_b)
     dim = z_a.shape[1]
     if dim is not None and tuple(correlation.shape) != (dim, dim):
         raise ValueError(
@@ -258,7 +235,7 @@ class UniGrad(keras.losses.Loss):
 
     def __init__(self, lambda_=100.0, name="unigrad", **kwargs):
         super().__init__(name=name, reduction=None, **kwargs)
-        self.lambda_ = _validate_lambda(lambda_)
+        self.lambda_ = _validation.check_non_negative_number(lambda_, "lambda_")
 
     def call(self, y_true, y_pred):
         z_a, z_b = ops.split(y_pred["projection"], 2, axis=0)
@@ -266,7 +243,7 @@ class UniGrad(keras.losses.Loss):
         return unigrad(z_a, z_b, t_a, t_b, y_pred["correlation"], self.lambda_)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        check_dict_call("UniGrad", y_pred, sample_weight, _KEYS)
+        _validation.check_dict_call("UniGrad", y_pred, sample_weight, _KEYS)
         for key in ("projection", "target"):
             shape = getattr(y_pred[key], "shape", None)
             if shape is None or len(shape) != 2 or (

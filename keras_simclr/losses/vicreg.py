@@ -3,17 +3,25 @@
 import keras
 from keras import ops
 
-# Shared with Barlow Twins: the same inputs, coefficients and gathering.
-from keras_simclr.losses.barlow_twins import _check_stacked_views
+from keras_simclr import _validation
+
+# Shared with Barlow Twins.
 from keras_simclr.losses.barlow_twins import _gather_branches
 from keras_simclr.losses.barlow_twins import _off_diagonal
-from keras_simclr.losses.barlow_twins import _validate_branches
-from keras_simclr.losses.barlow_twins import _validate_weight
 
 # Added to the variance before the square root, as the official code does:
 # keeps the gradient of the standard deviation finite for a collapsed
 # dimension.
 _VARIANCE_EPSILON = 1e-4
+
+
+def _check_weights(invariance_weight, variance_weight, covariance_weight):
+    """The three coefficients as floats, each a finite number >= 0."""
+    return (
+        _validation.check_non_negative_number(invariance_weight, "invariance_weight"),
+        _validation.check_non_negative_number(variance_weight, "variance_weight"),
+        _validation.check_non_negative_number(covariance_weight, "covariance_weight"),
+    )
 
 
 def _vicreg_terms(z_a, z_b):
@@ -112,10 +120,10 @@ def vicreg(
         - [facebookresearch/vicreg](https://github.com/facebookresearch/vicreg),
           `main_vicreg.py`.
     """
-    invariance_weight = _validate_weight("invariance_weight", invariance_weight)
-    variance_weight = _validate_weight("variance_weight", variance_weight)
-    covariance_weight = _validate_weight("covariance_weight", covariance_weight)
-    z_a, z_b = _validate_branches(z_a, z_b)
+    invariance_weight, variance_weight, covariance_weight = _check_weights(
+        invariance_weight, variance_weight, covariance_weight
+    )
+    z_a, z_b = _validation.check_branches(z_a, z_b)
     z_a, z_b = _gather_branches(z_a, z_b, cross_replica)
     invariance, variance, covariance = _vicreg_terms(z_a, z_b)
     return (
@@ -157,13 +165,11 @@ class VICReg(keras.losses.Loss):
         **kwargs,
     ):
         super().__init__(name=name, reduction=None, **kwargs)
-        self.invariance_weight = _validate_weight(
-            "invariance_weight", invariance_weight
-        )
-        self.variance_weight = _validate_weight("variance_weight", variance_weight)
-        self.covariance_weight = _validate_weight(
-            "covariance_weight", covariance_weight
-        )
+        (
+            self.invariance_weight,
+            self.variance_weight,
+            self.covariance_weight,
+        ) = _check_weights(invariance_weight, variance_weight, covariance_weight)
 
     def call(self, y_true, y_pred):
         z_a, z_b = ops.split(y_pred, 2, axis=0)
@@ -176,7 +182,7 @@ class VICReg(keras.losses.Loss):
         )
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _check_stacked_views(self, y_pred, sample_weight)
+        _validation.check_stacked_views(type(self).__name__, y_pred, sample_weight)
         return self.call(y_true, y_pred)
 
     def get_config(self):

@@ -1,12 +1,10 @@
 """ResNet encoders of SimCLR v1 and v2 (depths 18 to 200, width, SK)."""
 
-import numbers
-
 import keras
 from keras import ops
 
+from keras_simclr import _validation
 from keras_simclr.layers.channels_last_conv2d import ChannelsLastConv2D
-from keras_simclr.layers.data_layer import validate_value_range
 from keras_simclr.layers.fused_batch_normalization import FusedBatchNormalization
 
 # (block type, blocks per group) for each depth.
@@ -75,21 +73,10 @@ class SelectiveKernelMixing(keras.layers.Layer):
 
     def __init__(self, filters, reduced_channels, **kwargs):
         super().__init__(**kwargs)
-        for arg_name, value in (
-            ("filters", filters),
-            ("reduced_channels", reduced_channels),
-        ):
-            if (
-                not isinstance(value, numbers.Integral)
-                or isinstance(value, bool)
-                or value < 1
-            ):
-                raise ValueError(
-                    f"`{arg_name}` must be a positive integer. Received: "
-                    f"{arg_name}={value}"
-                )
-        self.filters = int(filters)
-        self.reduced_channels = int(reduced_channels)
+        self.filters = _validation.check_int(filters, "filters")
+        self.reduced_channels = _validation.check_int(
+            reduced_channels, "reduced_channels"
+        )
         self.reduce_conv = ChannelsLastConv2D(
             self.reduced_channels,
             1,
@@ -262,16 +249,12 @@ class ResNet(keras.Model):
         name=None,
         **kwargs,
     ):
-        depth = _validate_depth(depth)
+        depth = _validation.check_choice(depth, "depth", tuple(RESNET_ARCHITECTURES))
         width_multiplier = _validate_width_multiplier(width_multiplier)
-        if not isinstance(cifar_stem, bool):
-            raise ValueError(
-                "`cifar_stem` must be a bool. Received: "
-                f"cifar_stem={cifar_stem}"
-            )
+        cifar_stem = _validation.check_bool(cifar_stem, "cifar_stem")
         input_shape = _validate_input_shape(input_shape)
-        value_range = validate_value_range(value_range, allow_none=True)
-        sk_ratio = _validate_sk_ratio(sk_ratio)
+        value_range = _validation.check_value_range(value_range, allow_none=True)
+        sk_ratio = _validation.check_non_negative_number(sk_ratio, "sk_ratio")
         dtype = kwargs.pop("dtype", None)
         block_type, blocks_per_group = RESNET_ARCHITECTURES[depth]
         builder = _ResNetBuilder(sk_ratio=sk_ratio, dtype=dtype)
@@ -468,19 +451,6 @@ class _ResNetBuilder:
         return keras.layers.ReLU(dtype=self.dtype, name=f"{prefix}_out")(x)
 
 
-def _validate_depth(depth):
-    if (
-        not isinstance(depth, numbers.Integral)
-        or isinstance(depth, bool)
-        or depth not in RESNET_ARCHITECTURES
-    ):
-        allowed = ", ".join(str(d) for d in RESNET_ARCHITECTURES)
-        raise ValueError(
-            f"`depth` must be one of {allowed}. Received: depth={depth}"
-        )
-    return int(depth)
-
-
 def _scaled_channels(channels, width_multiplier, divisor=CHANNEL_DIVISOR):
     """`channels * width_multiplier` rounded to a multiple of `divisor`.
 
@@ -504,17 +474,10 @@ def _scaled_channels(channels, width_multiplier, divisor=CHANNEL_DIVISOR):
 
 
 def _validate_width_multiplier(width_multiplier):
-    if (
-        not isinstance(width_multiplier, numbers.Real)
-        or isinstance(width_multiplier, bool)
-        or not 0.0 < width_multiplier < float("inf")
-    ):
-        raise ValueError(
-            "`width_multiplier` must be a finite number > 0, such as 0.25, "
-            "1 or 2. Received: "
-            f"width_multiplier={width_multiplier!r}"
-        )
-    if isinstance(width_multiplier, numbers.Integral):
+    """A positive number; an int stays an int (names and configs say 1, not
+    1.0)."""
+    _validation.check_positive_number(width_multiplier, "width_multiplier")
+    if _validation.is_integer(width_multiplier):
         return int(width_multiplier)
     return float(width_multiplier)
 
@@ -523,11 +486,7 @@ def _validate_input_shape(input_shape):
     def is_size(value, allow_none):
         if value is None:
             return allow_none
-        return (
-            isinstance(value, numbers.Integral)
-            and not isinstance(value, bool)
-            and value >= 1
-        )
+        return _validation.is_integer(value) and value >= 1
 
     if (
         not isinstance(input_shape, (tuple, list))
@@ -541,16 +500,3 @@ def _validate_input_shape(input_shape):
             f"channels must be known. Received: input_shape={input_shape}"
         )
     return tuple(None if v is None else int(v) for v in input_shape)
-
-
-def _validate_sk_ratio(sk_ratio):
-    if (
-        not isinstance(sk_ratio, numbers.Real)
-        or isinstance(sk_ratio, bool)
-        or not 0.0 <= sk_ratio < float("inf")
-    ):
-        raise ValueError(
-            "`sk_ratio` must be a finite number >= 0 (0 disables selective "
-            f"kernels; SimCLR v2 uses 0.0625). Received: sk_ratio={sk_ratio}"
-        )
-    return float(sk_ratio)

@@ -120,6 +120,13 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         # Applied once the sublayers exist (a config restores it here).
         trainable = kwargs.pop("trainable", True)
         super().__init__(**kwargs)
+        _validation.check_layer(
+            pretrainer_or_encoder,
+            "pretrainer_or_encoder",
+            description="a SimCLRPretrainer, or a Keras model or layer that maps "
+            "images to feature vectors",
+        )
+        encoder = pretrainer_or_encoder
         if isinstance(pretrainer_or_encoder, SimCLRPretrainer):
             if projection_head is not None:
                 raise ValueError(
@@ -130,43 +137,12 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
             encoder = pretrainer_or_encoder.encoder
             if head_layers:
                 projection_head = pretrainer_or_encoder.projection_head
-        elif isinstance(pretrainer_or_encoder, keras.layers.Layer):
-            encoder = pretrainer_or_encoder
-        else:
-            raise ValueError(
-                "`pretrainer_or_encoder` must be a SimCLRPretrainer, or a "
-                "Keras model or layer that maps images to feature vectors. "
-                f"Received: pretrainer_or_encoder={pretrainer_or_encoder!r}"
-            )
-        if (
-            isinstance(num_classes, bool)
-            or not isinstance(num_classes, int)
-            or num_classes < 2
-        ):
-            raise ValueError(
-                "`num_classes` must be an integer >= 2. "
-                f"Received: num_classes={num_classes!r}"
-            )
-        if mode not in MODES:
-            raise ValueError(
-                f"`mode` must be one of {MODES}. Received: mode={mode!r}"
-            )
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, (int, float))
-            or not 0.0 <= dropout < 1.0
-        ):
-            raise ValueError(
-                "`dropout` must be a number in [0, 1). "
-                f"Received: dropout={dropout!r}"
-            )
-        if isinstance(head_layers, bool) or not isinstance(head_layers, int) or (
-            head_layers < 0
-        ):
-            raise ValueError(
-                "`head_layers` must be a non-negative integer. "
-                f"Received: head_layers={head_layers!r}"
-            )
+        num_classes = _validation.check_num_classes(num_classes)
+        mode = _validation.check_choice(mode, "mode", MODES)
+        dropout = _validation.check_number(
+            dropout, "dropout", minimum=0, maximum=1, include_maximum=False
+        )
+        head_layers = _validation.check_int(head_layers, "head_layers", minimum=0)
         if head_layers == 0 and projection_head is not None:
             raise ValueError(
                 "`projection_head` is only used with `head_layers` > 0. "
@@ -228,7 +204,7 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         self.num_classes = num_classes
         self.head_layers = head_layers
         self.mode = mode
-        self.dropout = float(dropout)
+        self.dropout = dropout
 
     def _frozen_layers(self):
         if getattr(self, "mode", None) != "linear":

@@ -8,7 +8,6 @@ from keras import ops
 from keras_simclr import _validation
 from keras_simclr import distribute
 from keras_simclr.losses.distillation import distillation_loss
-from keras_simclr.losses.nt_xent import _validate_temperature
 from keras_simclr.models._compile import restore_compiled_state
 from keras_simclr.models._frozen_parts import FrozenPartsMixin
 
@@ -112,11 +111,11 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
     ):
         super().__init__(**kwargs)
         for name, value in (("teacher", teacher), ("student", student)):
-            if not isinstance(value, keras.layers.Layer):
-                raise ValueError(
-                    f"`{name}` must be a Keras model or layer that maps images "
-                    f"to logits. Received: {name}={value!r}"
-                )
+            _validation.check_layer(
+                value,
+                name,
+                description="a Keras model or layer that maps images to logits",
+            )
         if teacher is student:
             raise ValueError(
                 "`teacher` and `student` must be different objects: the "
@@ -134,22 +133,15 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
                 f"Received: teacher.num_classes={teacher_classes}, "
                 f"student.num_classes={student_classes}"
             )
-        if (
-            isinstance(labelled_loss_weight, bool)
-            or not isinstance(labelled_loss_weight, (int, float))
-            or not 0.0 <= labelled_loss_weight < 1.0
-        ):
-            raise ValueError(
-                "`labelled_loss_weight` must be a number in [0, 1). "
-                f"Received: labelled_loss_weight={labelled_loss_weight!r}"
-            )
-        if augmentation is not None and not isinstance(
-            augmentation, keras.layers.Layer
-        ):
-            raise ValueError(
-                "`augmentation` must be a Keras layer or None. "
-                f"Received: augmentation={augmentation!r}"
-            )
+        labelled_loss_weight = _validation.check_number(
+            labelled_loss_weight,
+            "labelled_loss_weight",
+            minimum=0,
+            maximum=1,
+            include_maximum=False,
+        )
+        temperature = _validation.check_positive_number(temperature, "temperature")
+        _validation.check_layer(augmentation, "augmentation", allow_none=True)
 
         # === Layers ===
         self.teacher = teacher
@@ -157,8 +149,8 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
         self.augmentation = augmentation
 
         # === Config ===
-        self.temperature = _validate_temperature(temperature)
-        self.labelled_loss_weight = float(labelled_loss_weight)
+        self.temperature = temperature
+        self.labelled_loss_weight = labelled_loss_weight
 
         self.distillation_loss_tracker = keras.metrics.Mean(
             name="distillation_loss"

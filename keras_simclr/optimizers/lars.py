@@ -6,6 +6,8 @@ import re
 import keras
 from keras import ops
 
+from keras_simclr import _validation
+
 # Matched with `re.search` against `variable.path`, anchored on the last path
 # component so that a layer whose name merely contains "bias" or "beta" (say
 # "debias_proj/kernel") keeps its kernel adapted and decayed:
@@ -20,28 +22,6 @@ DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY = (
     r"(?:^|/)bias$",
     r"(?:^|/)(?:gamma|beta|scale)$",
 )
-
-
-def _validate_number(name, value, low, high=None, low_inclusive=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}")
-    value = float(value)
-    too_low = value < low if low_inclusive else value <= low
-    too_high = high is not None and value >= high
-    if too_low or too_high:
-        interval = f"{'[' if low_inclusive else '('}{low}, " + (
-            f"{high})" if high is not None else "inf)"
-        )
-        raise ValueError(
-            f"`{name}` must be in {interval}. Received: {name}={value!r}"
-        )
-    return value
-
-
-def _validate_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
-    return value
 
 
 def _validate_patterns(name, patterns):
@@ -197,18 +177,24 @@ class LARS(keras.optimizers.Optimizer):
         name="lars",
         **kwargs,
     ):
-        if isinstance(learning_rate, numbers.Real):
-            learning_rate = _validate_number(
-                "learning_rate", learning_rate, 0.0, low_inclusive=False
+        if isinstance(learning_rate, numbers.Real):  # not a schedule
+            learning_rate = _validation.check_positive_number(
+                learning_rate, "learning_rate"
             )
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.momentum = _validate_number("momentum", momentum, 0.0, 1.0)
-        self.weight_decay = _validate_number("weight_decay", weight_decay, 0.0)
-        self.trust_coefficient = _validate_number(
-            "trust_coefficient", trust_coefficient, 0.0, low_inclusive=False
+        self.momentum = _validation.check_number(
+            momentum, "momentum", minimum=0, maximum=1, include_maximum=False
         )
-        self.nesterov = _validate_bool("nesterov", nesterov)
-        self.classic_momentum = _validate_bool("classic_momentum", classic_momentum)
+        self.weight_decay = _validation.check_non_negative_number(
+            weight_decay, "weight_decay"
+        )
+        self.trust_coefficient = _validation.check_positive_number(
+            trust_coefficient, "trust_coefficient"
+        )
+        self.nesterov = _validation.check_bool(nesterov, "nesterov")
+        self.classic_momentum = _validation.check_bool(
+            classic_momentum, "classic_momentum"
+        )
         self.exclude_from_weight_decay = _validate_patterns(
             "exclude_from_weight_decay", exclude_from_weight_decay
         )

@@ -1,22 +1,15 @@
 """SimCLR's learning rate: batch-size scaling, linear warmup, cosine decay."""
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
+from keras_simclr import _validation
+
 # Learning rate scalings of the SimCLR paper (Appendix B.1) and of the
 # official `--learning_rate_scaling` flag.
 _SCALINGS = ("linear", "sqrt")
-
-
-def _is_integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def scale_learning_rate(base_learning_rate, batch_size, scaling="linear"):
@@ -53,23 +46,14 @@ def scale_learning_rate(base_learning_rate, batch_size, scaling="linear"):
         - [Chen et al., 2020](https://arxiv.org/abs/2002.05709), SimCLR,
           Appendix B.1.
     """
-    if not _is_number(base_learning_rate) or not base_learning_rate > 0:
-        raise ValueError(
-            "`base_learning_rate` must be a positive number. "
-            f"Received: base_learning_rate={base_learning_rate!r}"
-        )
-    if not _is_integer(batch_size) or batch_size < 1:
-        raise ValueError(
-            "`batch_size` must be a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
-    if scaling == "linear":
-        return float(base_learning_rate) * int(batch_size) / 256.0
-    if scaling == "sqrt":
-        return float(base_learning_rate) * math.sqrt(int(batch_size))
-    raise ValueError(
-        f"`scaling` must be one of {_SCALINGS}. Received: scaling={scaling!r}"
+    base_learning_rate = _validation.check_positive_number(
+        base_learning_rate, "base_learning_rate"
     )
+    batch_size = _validation.check_int(batch_size, "batch_size")
+    scaling = _validation.check_choice(scaling, "scaling", _SCALINGS)
+    if scaling == "linear":
+        return base_learning_rate * batch_size / 256.0
+    return base_learning_rate * math.sqrt(batch_size)
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -135,29 +119,14 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, learning_rate, total_steps, warmup_steps=0, alpha=0.0):
-        if not _is_number(learning_rate) or not learning_rate > 0:
-            raise ValueError(
-                "`learning_rate` must be a positive number. "
-                f"Received: learning_rate={learning_rate!r}"
-            )
-        if not _is_integer(total_steps) or total_steps < 1:
-            raise ValueError(
-                "`total_steps` must be a positive integer. "
-                f"Received: total_steps={total_steps!r}"
-            )
-        if not _is_integer(warmup_steps) or not 0 <= warmup_steps <= total_steps:
-            raise ValueError(
-                "`warmup_steps` must be an integer in [0, total_steps="
-                f"{total_steps}]. Received: warmup_steps={warmup_steps!r}"
-            )
-        if not _is_number(alpha) or not 0 <= alpha <= 1:
-            raise ValueError(
-                f"`alpha` must be a number in [0, 1]. Received: alpha={alpha!r}"
-            )
-        self.learning_rate = float(learning_rate)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-        self.alpha = float(alpha)
+        self.learning_rate = _validation.check_positive_number(
+            learning_rate, "learning_rate"
+        )
+        self.total_steps = _validation.check_int(total_steps, "total_steps")
+        self.warmup_steps = _validation.check_int(
+            warmup_steps, "warmup_steps", minimum=0, maximum=self.total_steps
+        )
+        self.alpha = _validation.check_probability(alpha, "alpha")
 
     def __call__(self, step):
         dtype = keras.config.floatx()

@@ -125,7 +125,7 @@ def test_pretrain_script_with_another_objective(tmp_path, objective):
     assert results["objective"] == objective
     assert np.isfinite(results["final_objective_loss"])
     restored = keras.saving.load_model(tmp_path / "pretrainer.keras")
-    assert restored.objective == objective
+    assert restored.objective.key == objective
 
 
 def test_pretrain_script_rejects_a_bad_objective_config(tmp_path):

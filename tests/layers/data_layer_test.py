@@ -98,20 +98,6 @@ def test_bad_seed():
         RandomInvert(seed=1.5)
 
 
-def test_validators():
-    with pytest.raises(ValueError, match="p=1.5"):
-        data_layer.validate_probability("p", 1.5)
-    with pytest.raises(ValueError, match="p=True"):
-        data_layer.validate_probability("p", True)
-    assert data_layer.validate_interval("s", [1, 2], 0.0) == (1.0, 2.0)
-    with pytest.raises(ValueError, match=r"s=\(0, 1\)"):
-        data_layer.validate_interval("s", (0, 1), 0.0, strict_lower=True)
-    with pytest.raises(ValueError, match=r"s=\(0.5, 2\)"):
-        data_layer.validate_interval("s", (0.5, 2), 0.0, 1.0)
-    with pytest.raises(ValueError, match=r"s=\(2, 1\)"):
-        data_layer.validate_interval("s", (2, 1))
-
-
 def test_get_config_has_seed_and_range():
     config = RandomInvert(value_range=(0, 1), seed=3).get_config()
     assert config["seed"] == 3

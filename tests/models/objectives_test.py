@@ -13,25 +13,13 @@ import pytest
 from keras import ops
 
 import keras_simclr
+from tests.testing import tiny_encoder
 from keras_simclr.models import SimCLRPretrainer
-from keras_simclr.models.objectives import OBJECTIVES
+from keras_simclr.objectives import OBJECTIVES
 
 OBJECTIVE_NAMES = sorted(OBJECTIVES)
 # SimCLR v2: NT-Xent with a queue of momentum-encoder negatives.
 MEMORY = "simclr_memory"
-
-
-def tiny_encoder():
-    return keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            keras.layers.Conv2D(4, 3, use_bias=False),
-            keras.layers.BatchNormalization(),
-            keras.layers.ReLU(),
-            keras.layers.GlobalAveragePooling2D(),
-        ],
-        name="encoder",
-    )
 
 
 def make_pretrainer(objective, **kwargs):
@@ -113,12 +101,13 @@ def test_each_objective_learns_evaluates_and_round_trips(objective, tmp_path):
     )
     # The optimizer only moves the online network (and the probe).
     trainable = {id(v) for v in model.trainable_variables}
-    if model.target_encoder is not None:
-        assert not any(id(v) in trainable for v in model.target_encoder.weights)
+    target_encoder = getattr(model.objective, "target_encoder", None)
+    if target_encoder is not None:
+        assert not any(id(v) in trainable for v in target_encoder.weights)
     path = tmp_path / "model.keras"
     model.save(path)
     restored = keras.saving.load_model(path)
-    assert restored.objective == objective.replace("_memory", "")
+    assert restored.objective.key == objective.replace("_memory", "")
     assert len(restored.weights) == len(model.weights)
     for saved, loaded in zip(model.weights, restored.weights):
         np.testing.assert_allclose(
@@ -133,23 +122,23 @@ def test_momentum_target_follows_its_ema(objective):
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.build(images.shape)
     # The target starts as a copy of the online network.
-    for online, target in model._target_pairs:
+    for online, target in model.objective.target_pairs():
         np.testing.assert_array_equal(
             ops.convert_to_numpy(online), ops.convert_to_numpy(target)
         )
-    online_before = as_numpy(o for o, _ in model._target_pairs)
+    online_before = as_numpy(o for o, _ in model.objective.target_pairs())
     # Make the target differ from the online network, to see the average.
-    for _, target in model._target_pairs:
+    for _, target in model.objective.target_pairs():
         target.assign(target + 1.0)
-    target_before = as_numpy(t for _, t in model._target_pairs)
+    target_before = as_numpy(t for _, t in model.objective.target_pairs())
     model.fit(images, batch_size=8, epochs=1, verbose=0)
     # One step: target <- 0.9 target + 0.1 online, online taken before the
     # optimizer's update of that step (as MoCo updates before the keys).
-    for (online, target), o, t in zip(model._target_pairs, online_before, target_before):
+    for (online, target), o, t in zip(model.objective.target_pairs(), online_before, target_before):
         np.testing.assert_allclose(
             ops.convert_to_numpy(target), 0.9 * t + 0.1 * o, rtol=1e-5, atol=1e-6
         )
-    assert float(ops.convert_to_numpy(model.target_updates)) == 1.0
+    assert float(ops.convert_to_numpy(model.objective.target_updates)) == 1.0
 
 
 def test_momentum_schedule_is_byol_cosine():
@@ -158,9 +147,9 @@ def test_momentum_schedule_is_byol_cosine():
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     model.build(images.shape)
     for step, expected in enumerate([0.5, 1 - 0.5 * (np.cos(np.pi / 4) + 1) / 2]):
-        model.target_updates.assign(float(step))
+        model.objective.target_updates.assign(float(step))
         np.testing.assert_allclose(
-            float(ops.convert_to_numpy(model._target_momentum())), expected, rtol=1e-6
+            float(ops.convert_to_numpy(model.objective.target_momentum())), expected, rtol=1e-6
         )
 
 
@@ -170,10 +159,10 @@ def test_queue_advances_first_in_first_out(objective):
     model = make_pretrainer(objective, queue_size=40)
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     model.build(images.shape)
-    before = ops.convert_to_numpy(model.queue).copy()
+    before = ops.convert_to_numpy(model.objective.queue).copy()
     np.testing.assert_allclose(np.linalg.norm(before, axis=1), 1.0, rtol=1e-5)
     model.fit(images, batch_size=8, epochs=1, verbose=0)
-    after = ops.convert_to_numpy(model.queue)
+    after = ops.convert_to_numpy(model.objective.queue)
     # The 16 keys of both views entered at the front; the rest moved back.
     np.testing.assert_array_equal(after[16:], before[:-16])
     assert not np.allclose(after[:16], before[:16])
@@ -188,7 +177,7 @@ def test_memory_queue_keys_are_negatives_of_nt_xent():
     )
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     model.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0)
-    queue = ops.convert_to_numpy(model.queue).copy()
+    queue = ops.convert_to_numpy(model.objective.queue).copy()
     # After one step the queue holds the momentum network's projections of
     # both views: with learning rate 0 the momentum copy equals the online
     # network, so they are the online projections, normalised.
@@ -204,7 +193,7 @@ def test_memory_queue_keys_are_negatives_of_nt_xent():
         logs["contrastive_loss"], ops.convert_to_numpy(expected), rtol=1e-5
     )
     # evaluate() reads the queue without advancing it.
-    np.testing.assert_array_equal(ops.convert_to_numpy(model.queue), queue)
+    np.testing.assert_array_equal(ops.convert_to_numpy(model.objective.queue), queue)
 
 
 def test_unigrad_correlation_starts_from_the_first_batch():
@@ -212,13 +201,13 @@ def test_unigrad_correlation_starts_from_the_first_batch():
     model = make_pretrainer("unigrad", objective_config={"rho": 0.9})
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     model.fit(images, batch_size=8, epochs=1, verbose=0)
-    first = ops.convert_to_numpy(model.correlation).copy()
-    assert float(ops.convert_to_numpy(model.correlation_initialized)) == 1.0
+    first = ops.convert_to_numpy(model.objective.correlation).copy()
+    assert float(ops.convert_to_numpy(model.objective.correlation_initialized)) == 1.0
     # (t_a^T t_a + t_b^T t_b) / 2N of unit vectors: symmetric, trace 1.
     np.testing.assert_allclose(first, first.T, atol=1e-6)
     np.testing.assert_allclose(np.trace(first), 1.0, rtol=1e-5)
     model.fit(images, batch_size=8, epochs=1, verbose=0)
-    second = ops.convert_to_numpy(model.correlation)
+    second = ops.convert_to_numpy(model.objective.correlation)
     np.testing.assert_allclose(np.trace(second), 1.0, rtol=1e-5)
     assert not np.allclose(second, first)
 
@@ -238,7 +227,7 @@ def test_supcon_needs_labels():
     [
         ({"objective": "dino"}, "objective"),
         ({"objective": "vicreg", "objective_config": {"lambda_": 1.0}}, "lambda_"),
-        ({"objective": "simclr", "objective_config": {"tau": 1.0}}, "takes none"),
+        ({"objective": "simclr", "objective_config": {"tau": 1.0}}, "does not take"),
         ({"objective": "barlow_twins", "objective_config": [1]}, "objective_config"),
         (
             {

@@ -189,7 +189,7 @@ def test_config_and_keras_round_trip(tmp_path):
     model.fit(images, labels, batch_size=8, epochs=1, verbose=0)
     revived = run_serialization_test(model)
     assert isinstance(revived.augmentation, type(model.augmentation))
-    assert revived.num_classes == 4 and revived.temperature == 0.5
+    assert revived.num_classes == 4 and revived.objective.temperature == 0.5
     assert revived.global_bn is True
     restored = run_model_saving_test(model, images, tmp_path)
     np.testing.assert_allclose(

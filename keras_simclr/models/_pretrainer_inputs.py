@@ -1,0 +1,257 @@
+"""What `SimCLRPretrainer` checks of its inputs before training starts.
+
+Shapes against the encoder's input, the images' value range against the
+layer that reads them, labels, batch sizes and the first batch of a
+`tf.data` pipeline: each bad input gets a `ValueError` naming the argument
+and what was received, before the first step.
+"""
+
+import contextlib
+
+import numpy as np
+
+from keras_simclr import _validation
+from keras_simclr.layers.data_layer import check_value_range
+from keras_simclr.layers.data_layer import value_range_error_from_graph
+
+VIEW_KEYS = ("view_a", "view_b")
+
+
+class PretrainerInputChecks:
+    """The pretrainer's input checks; a mixin of `SimCLRPretrainer`, which
+    has `encoder`, `augmentation`, `objective` and `num_classes`."""
+
+    def _image_channels(self):
+        inputs = getattr(self.encoder, "inputs", None)
+        if inputs:
+            return inputs[0].shape[-1]
+        return None
+
+    def _check_image_shape(self, shape, argument):
+        shape = tuple(shape)
+        if len(shape) != 4:
+            raise ValueError(
+                f"`{argument}` must be a batch of images of shape (batch, "
+                f"height, width, channels). Received: {argument}.shape={shape}"
+            )
+        channels = self._image_channels()
+        if channels is not None and shape[-1] is not None and shape[-1] != channels:
+            raise ValueError(
+                f"`{argument}` has {shape[-1]} channels but the encoder expects "
+                f"{channels}. Received: {argument}.shape={shape}"
+            )
+
+    def _check_view_size(self, view_shape, given_views):
+        """Refuses views whose size the encoder's input cannot take."""
+        inputs = getattr(self.encoder, "inputs", None)
+        if not inputs:
+            return
+        expected = tuple(inputs[0].shape)
+        if len(expected) != 4:
+            return
+        mismatch = any(
+            want is not None and have is not None and want != have
+            for want, have in zip(expected[1:3], view_shape[1:3])
+        )
+        if not mismatch:
+            return
+        size = f"{view_shape[1]}x{view_shape[2]}"
+        wanted = f"{expected[1]}x{expected[2]}"
+        if given_views:
+            source = f"The views given in `x` are {size} images"
+        elif self.augmentation is not None:
+            image_size = getattr(self.augmentation, "image_size", None)
+            source = (
+                f"The augmentation makes {size} views "
+                + (f"(`image_size={image_size}`)" if image_size else "")
+            )
+        else:
+            source = f"With augmentation=None the images themselves ({size}) are the views"
+        raise ValueError(
+            f"{source}, but the encoder takes {wanted} images (its input "
+            f"shape is {expected}). Make the two agree: set the "
+            "augmentation's `image_size` to the encoder's input size, or "
+            "build the encoder for the view size. Received: view shape "
+            f"{tuple(view_shape)}, encoder input shape {expected}"
+        )
+
+    def _validate_data(self, x, y, batch_size, sample_weight, prefix=None):
+        """Checks what can be checked before training starts."""
+        x_name = f"{prefix}[0]" if prefix else "x"
+        y_name = f"{prefix}[1]" if prefix else "y"
+        if sample_weight is not None:
+            raise ValueError(
+                "SimCLRPretrainer does not take sample weights. "
+                f"Received: sample_weight of type {type(sample_weight).__name__}"
+            )
+        if batch_size is not None and (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 2
+        ):
+            raise ValueError(
+                "`batch_size` must be an integer >= 2: NT-Xent contrasts each "
+                f"image with the others of its batch. Received: batch_size={batch_size}"
+            )
+        if isinstance(x, (tuple, list)) and len(x) == 2 and y is None:
+            raise ValueError(
+                "A pair of views must be given as a dict "
+                "{'view_a': ..., 'view_b': ...}; Keras reads a tuple as "
+                f"(x, y). Received: {x_name} as a {type(x).__name__} of 2 arrays"
+            )
+        if _validation.is_tf_dataset(x):
+            self._validate_dataset(x, x_name)
+            return
+        if isinstance(x, dict):
+            check_view_keys(x, x_name)
+            arrays = {f"{x_name}['{key}']": x[key] for key in VIEW_KEYS}
+        elif x is None or not _validation.is_array_like(x):
+            return
+        else:
+            arrays = {x_name: x}
+        num_images = None
+        for name, array in arrays.items():
+            array = _validation.as_numpy(array, name)
+            self._check_image_shape(array.shape, name)
+            num_images = len(array)
+            self._check_value_range(
+                array[: batch_size or 32], name, views=isinstance(x, dict)
+            )
+        if num_images < 2:
+            raise ValueError(
+                f"`{x_name}` must hold at least 2 images (each image's negatives "
+                f"are the others of its batch). Received: {num_images} image"
+            )
+        effective_batch = batch_size or 32
+        if num_images % effective_batch == 1:
+            raise ValueError(
+                f"With {num_images} images and batch_size={effective_batch}, the "
+                "last batch holds a single image, which has no negatives. "
+                "Change `batch_size` or drop one image. "
+                f"Received: batch_size={batch_size}"
+            )
+        if y is not None and _validation.is_array_like(y):
+            self._check_labels(_validation.as_numpy(y, y_name), num_images, y_name)
+        elif y is None and self.objective.needs_labels:
+            raise ValueError(
+                f"objective='{self.objective.name}' needs a label per image: fit on "
+                f"(images, labels). Received: {y_name}=None"
+            )
+
+    def _check_labels(self, labels, num_images, name):
+        self._require_probe(f"{name} of shape {np.shape(labels)}")
+        _validation.check_labels(labels, num_images, name, self.num_classes)
+
+    def _validate_dataset(self, dataset, name):
+        spec = dataset.element_spec
+        if isinstance(spec, tuple):
+            x_spec = spec[0]
+            y_spec = spec[1] if len(spec) > 1 else None
+        else:
+            x_spec, y_spec = spec, None
+        x_specs = x_spec if isinstance(x_spec, dict) else {"": x_spec}
+        if isinstance(x_spec, dict):
+            check_view_keys(x_spec, name)
+        for key, item in x_specs.items():
+            item_name = f"{name}['{key}']" if key else name
+            if not (item.dtype.is_floating or item.dtype.is_integer):
+                raise ValueError(
+                    f"`{item_name}` must hold numbers. "
+                    f"Received: dtype={item.dtype.name}"
+                )
+            self._check_image_shape(item.shape, f"{item_name} (element_spec)")
+        if y_spec is not None:
+            self._require_probe(f"{name} yielding labels, element_spec={spec}")
+        elif self.objective.needs_labels:
+            raise ValueError(
+                f"objective='{self.objective.name}' needs a label per image: the "
+                f"dataset must yield (images, labels). Received: {name} with "
+                f"element_spec={spec}"
+            )
+        # One batch shows the batch size, the label range and the images'
+        # range.
+        with pipeline_errors_as_value_errors():
+            element = _validation.first_batch(dataset)
+        if element is None:
+            return
+        x_batch = element[0] if isinstance(element, tuple) else element
+        first = x_batch["view_a"] if isinstance(x_batch, dict) else x_batch
+        if int(first.shape[0]) < 2:
+            raise ValueError(
+                f"`{name}` yields batches of {int(first.shape[0])} image; "
+                "NT-Xent needs at least 2 per batch. Batch the dataset "
+                "with `.batch(batch_size)`."
+            )
+        if isinstance(element, tuple) and len(element) > 1:
+            self._check_labels(
+                np.asarray(element[1]), int(first.shape[0]), f"{name} labels"
+            )
+        if isinstance(x_batch, dict):
+            for key in VIEW_KEYS:
+                self._check_value_range(
+                    np.asarray(x_batch[key]), f"{name}['{key}']", views=True
+                )
+        else:
+            self._check_value_range(np.asarray(x_batch), name, views=False)
+
+    def _check_value_range(self, images, name, views):
+        """Refuses images outside the range the model reads them in.
+
+        Images go to the augmentation, views to the encoder: whichever
+        declares a `value_range` (the library's layers and ResNet do) sets
+        it. Images in [0, 1] given for the default (0, 255) would train on
+        nearly black images without a word.
+        """
+        reader = self.encoder if views or self.augmentation is None else (
+            self.augmentation
+        )
+        value_range = getattr(reader, "value_range", None)
+        if value_range is None or not len(images):
+            return
+        if images.dtype.kind not in "biuf":
+            return
+        check_value_range(images, value_range, name)
+
+@contextlib.contextmanager
+def pipeline_errors_as_value_errors():
+    """Turns the input checks that run inside a `tf.data` pipeline (a batch
+    of one image, images outside the augmentation's `value_range`), which
+    TensorFlow raises as `InvalidArgumentError`, into the `ValueError` that
+    arrays get."""
+    try:
+        yield
+    except Exception as error:
+        replacement = _validation.reraise_single_image_batch(
+            error
+        ) or value_range_error_from_graph(error)
+        if replacement is None:
+            raise
+        raise replacement from None
+
+
+def check_view_keys(inputs, name="x"):
+    if set(inputs.keys()) != set(VIEW_KEYS):
+        raise ValueError(
+            f"A dict input must have exactly the keys {VIEW_KEYS}. "
+            f"Received: {name} with keys {sorted(inputs.keys())}"
+        )
+
+
+def input_shape_of(x):
+    """The input shape, batch axis `None`, of arrays or of a `tf.data` or
+    `tf.distribute` dataset."""
+    if _validation.is_tf_dataset(x) or _validation.is_distributed_dataset(x):
+        spec = x.element_spec
+        x = spec[0] if isinstance(spec, tuple) else spec
+    elif not (isinstance(x, dict) or _validation.is_array_like(x)):
+        return None
+
+    def batchless(item):
+        # A distributed dataset's spec may hold one spec per local replica.
+        item = getattr(item, "_value_specs", [item])[0]
+        shape = item.shape if hasattr(item, "shape") else np.shape(item)
+        return (None,) + tuple(shape)[1:]
+
+    if isinstance(x, dict):
+        return {key: batchless(value) for key, value in x.items()}
+    return batchless(x)

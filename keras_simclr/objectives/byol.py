@@ -1,0 +1,49 @@
+"""BYOL (Grill et al., 2020): the online network predicts the momentum
+target's projection of the other view."""
+
+import keras
+
+from keras_simclr.losses.byol import byol
+from keras_simclr.objectives._prediction import PredictionMixin
+from keras_simclr.objectives.momentum import MomentumObjective
+
+
+@keras.saving.register_keras_serializable(package="keras_simclr.objectives")
+class BYOL(PredictionMixin, MomentumObjective):
+    """BYOL, as its Algorithm 1:
+
+    1. before the step, the target (encoder and head's momentum copy)
+       moves: `target = m * target + (1 - m) * online`, `m` rising from
+       `momentum` to 1 along a cosine schedule when
+       `momentum_schedule_steps` is set;
+    2. the online branch projects each view and predicts with the
+       prediction head `q`; the target projects each view, without
+       gradient;
+    3. the loss is the symmetrised `2 - 2 cos(q(z_a), t_b) + 2 - 2 cos(q(z_b), t_a)`,
+       averaged over the images (`keras_simclr.losses.byol`).
+
+    Args:
+        momentum: base `m`; `None` for 0.996 (the paper's).
+        momentum_schedule_steps: if set, the number of steps of the cosine
+            schedule (usually all training steps).
+        prediction_head: the predictor `q`; `None` for
+            `PredictionHead(hidden_dim=4096)`, the paper's.
+
+    References:
+        - [Grill et al., 2020](https://arxiv.org/abs/2006.07733), BYOL.
+    """
+
+    key = "byol"
+    default_predictor_dim = 4096
+
+    def __init__(
+        self, momentum=None, momentum_schedule_steps=None, prediction_head=None, **kwargs
+    ):
+        super().__init__(
+            momentum=momentum, momentum_schedule_steps=momentum_schedule_steps, **kwargs
+        )
+        self._init_prediction_head(prediction_head)
+
+    def compute_loss(self, outputs, labels=None, training=True):
+        loss = byol(outputs["prediction"], outputs["target_projection"])
+        return self.record(loss, outputs)
