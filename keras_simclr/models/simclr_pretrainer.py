@@ -431,9 +431,7 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             # Written before objectives were classes: the objective's
             # arguments are the pretrainer's, at their defaults where unused.
             _legacy_layout.objective_arguments_from_config(config)
-        keys = ["encoder", "augmentation", "projection_head", "objective"]
-        keys += ["prediction_head"] if legacy else []
-        for key in keys:
+        for key in ("encoder", "augmentation", "projection_head", "objective"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         model = cls(**config)
