@@ -71,11 +71,13 @@ class SimCLR(MomentumMixin, QueueMixin, Objective):
         )
         self.memory_queue = _validation.check_bool(memory_queue, "memory_queue")
         if not self.memory_queue:
-            for name, value in (
-                ("queue_size", queue_size),
-                ("momentum", momentum),
-                ("momentum_schedule_steps", momentum_schedule_steps),
-            ):
+            given = {
+                "queue_size": queue_size,
+                "momentum": momentum,
+                "momentum_schedule_steps": momentum_schedule_steps,
+            }
+            for name in self.conditional_arguments:
+                value = given[name]
                 if value is not None:
                     raise ValueError(
                         f"`{name}` is not used by objective='simclr' without "
