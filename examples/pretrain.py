@@ -295,12 +295,6 @@ def make_optimizer(name, schedule, momentum, weight_decay):
             schedule,
             momentum=momentum,
             weight_decay=weight_decay,
-            # As the official code leaves its supervised head alone, the
-            # online probe gets plain momentum SGD.
-            exclude_from_weight_decay=(
-                *keras_simclr.optimizers.DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
-                r"(?:^|/)linear_probe/",
-            ),
         )
     if name == "sgd":
         return keras.optimizers.SGD(

@@ -20,7 +20,14 @@ class SimCLR(MomentumMixin, QueueMixin, Objective):
 
         l(i) = -log( exp(z_i . z_p(i) / t) / sum_{k != i} exp(z_i . z_k / t) )
 
-    averaged over the `2N` views (`keras_simclr.losses.nt_xent`). Logs
+    averaged over the `2N` views (`keras_simclr.losses.nt_xent`), the
+    paper's formula. That is half the official code's `loss_a + loss_b`, so
+    gradients are half as large: with LARS the trust ratio cancels the
+    factor for the adapted kernels, but not for the variables it leaves to
+    plain momentum SGD (batch-norm parameters, biases) nor against weight
+    decay; with plain SGD every step is half the official one. The official
+    learning rates carry over exactly only with the loss doubled (or, for
+    SGD, the rate doubled). Logs
     `contrastive_loss`, `contrastive_accuracy` (the share of views whose
     positive is their most similar view) and `contrastive_entropy`.
 

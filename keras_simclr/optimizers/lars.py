@@ -17,10 +17,16 @@ from keras_simclr import _validation
 # This is the official `['batch_normalization', 'bias', ...]` for Keras 3 paths,
 # where batch-norm variables are "<layer>/gamma" and "<layer>/beta" whatever
 # the layer is called (keras_simclr's ResNet names them "stem_bn",
-# "group1_block1_bn1", ..., its ProjectionHead "batch_norm_0", ...).
+# "group1_block1_bn1", ..., its ProjectionHead "batch_norm_0", ...);
+# - every variable of `SimCLRPretrainer`'s online linear probe (the layer
+#   "linear_probe"), as the official code leaves its supervised head
+#   ("head_supervised") to plain momentum SGD: with layer adaptation, a probe
+#   that starts at zero would take tiny steps and `probe_accuracy` would
+#   understate the encoder.
 DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY = (
     r"(?:^|/)bias$",
     r"(?:^|/)(?:gamma|beta|scale)$",
+    r"(?:^|/)linear_probe/",
 )
 
 
@@ -83,18 +89,17 @@ class LARS(keras.optimizers.Optimizer):
     with `trust_ratio(w, d) = trust_coefficient * ||w|| / ||d||`, or 1 where
     `||w||` or `||d||` is 0. Norms are over the whole variable.
 
-    Batch-norm parameters and biases are excluded from both weight decay and
-    the trust ratio by default (plain momentum SGD for them), as in the
-    official code. The exclusions are regular expressions searched
+    Batch-norm parameters, biases and the online linear probe of
+    `SimCLRPretrainer` (the layer `"linear_probe"`) are excluded from both
+    weight decay and the trust ratio by default (plain momentum SGD for
+    them), as in the official code. The exclusions are regular expressions searched
     (`re.search`) in each variable's `path`, such as
     `"group1_block1_bn1/gamma"` or `"projection_head/dense_0/kernel"`; the
     default `DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY` matches paths whose last
-    component is `bias`, `gamma`, `beta` or `scale`, and never a kernel. The
-    decision is taken once per variable, in Python, so the update traces
-    under `jit`. The official code also excludes its supervised head
-    (`"head_supervised"`) and decays it through the loss instead; to leave
-    `SimCLRPretrainer`'s online linear probe to plain momentum SGD likewise,
-    add `"linear_probe/"` to the patterns.
+    component is `bias`, `gamma`, `beta` or `scale`, and every variable under
+    a `linear_probe` layer, never another kernel. The decision is taken once
+    per variable, in Python, so the update traces under `jit`. The official
+    code excludes its supervised head (`"head_supervised"`) in the same way.
 
     Weight decay here is the L2 term of the official code, added to the
     gradient; it is not the decoupled decay of `keras.optimizers.AdamW`, and
@@ -115,8 +120,10 @@ class LARS(keras.optimizers.Optimizer):
             `keras.optimizers.schedules.LearningRateSchedule`, or a callable
             that takes no argument and returns the learning rate.
         momentum: float in `[0, 1)`, the momentum coefficient.
-        weight_decay: float >= 0, the L2 coefficient added to the gradient
-            (`1e-6` in SimCLR pretraining, `0` for fine-tuning).
+        weight_decay: float >= 0, the L2 coefficient added to the gradient.
+            Defaults to `1e-6`, the SimCLR paper's pretraining value (the
+            official README uses `1e-4` on CIFAR-10); give `0.0` for
+            fine-tuning, as the paper does.
         trust_coefficient: positive float, the `eta` of You et al. (the
             official `eeta`), scaling the trust ratio.
         nesterov: bool, whether to use Nesterov momentum.
@@ -128,8 +135,8 @@ class LARS(keras.optimizers.Optimizer):
         exclude_from_weight_decay: a regular expression, or a list or tuple of
             them; variables whose `path` any of them matches get no weight
             decay. `None` or `[]` excludes nothing. Defaults to
-            `DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY` (batch-norm parameters and
-            biases).
+            `DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY` (batch-norm parameters,
+            biases and the online linear probe).
         exclude_from_layer_adaptation: the same, for the trust ratio; `None`
             (the default) takes `exclude_from_weight_decay`, as the official
             code does, and `[]` adapts every variable.
@@ -168,7 +175,7 @@ class LARS(keras.optimizers.Optimizer):
         self,
         learning_rate,
         momentum=0.9,
-        weight_decay=0.0,
+        weight_decay=1e-6,
         trust_coefficient=0.001,
         nesterov=False,
         classic_momentum=True,

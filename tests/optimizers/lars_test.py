@@ -188,7 +188,7 @@ def test_zero_weights_give_trust_ratio_one():
 def test_zero_gradient_keeps_weights_finite(classic_momentum):
     weights = np.arange(1.0, 7.0, dtype="float32").reshape(2, 3)
     kernel = keras.Variable(weights, name="kernel")
-    optimizer = LARS(0.1, classic_momentum=classic_momentum)
+    optimizer = LARS(0.1, weight_decay=0.0, classic_momentum=classic_momentum)
     for _ in range(2):
         optimizer.apply_gradients([(ops.zeros((2, 3)), kernel)])
     # ||g|| = 0: trust ratio 1 and a zero update, not 0 / 0.
@@ -253,6 +253,45 @@ def test_default_patterns_exclude_exactly_batch_norm_and_biases():
         assert optimizer.uses_layer_adaptation(path), path
 
 
+def test_defaults_follow_the_official_code():
+    # The paper's decay; the online probe left to plain momentum SGD, as the
+    # official code leaves its supervised head.
+    optimizer = LARS(0.3)
+    assert optimizer.weight_decay == pytest.approx(1e-6)
+    for path in [
+        "linear_probe/kernel",
+        "linear_probe/bias",
+        "simclr_pretrainer/linear_probe/kernel",
+    ]:
+        assert not optimizer.uses_weight_decay(path), path
+        assert not optimizer.uses_layer_adaptation(path), path
+    for path in ["not_linear_probe/kernel", "projection_head/dense_0/kernel"]:
+        assert optimizer.uses_weight_decay(path), path
+        assert optimizer.uses_layer_adaptation(path), path
+
+
+def test_probe_of_a_pretrainer_is_plain_momentum_sgd():
+    # The probe of a real pretrainer: one step equals -lr * g (momentum
+    # buffer empty, no decay, no trust ratio), whatever the weight norm.
+    import keras_simclr
+    from tests.testing import tiny_encoder
+
+    pretrainer = keras_simclr.models.SimCLRPretrainer(
+        tiny_encoder(), num_classes=3
+    )
+    pretrainer.build((None, 8, 8, 3))
+    probe = pretrainer.probe
+    optimizer = LARS(0.1, weight_decay=0.5)
+    optimizer.build(probe.trainable_variables)
+    kernel = probe.kernel
+    kernel.assign(np.full(kernel.shape, 3.0, "float32"))
+    gradient = np.full(kernel.shape, 0.25, "float32")
+    optimizer.apply_gradients([(ops.convert_to_tensor(gradient), kernel)])
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(kernel), 3.0 - 0.1 * gradient, rtol=1e-6
+    )
+
+
 def test_exclusion_arguments():
     optimizer = LARS(0.1, weight_decay=1e-6, exclude_from_weight_decay="linear_probe")
     assert optimizer.exclude_from_weight_decay == ("linear_probe",)
@@ -270,7 +309,7 @@ def test_exclusion_arguments():
     assert optimizer.uses_layer_adaptation("dense/bias")
 
     # No weight decay at all: nothing is decayed, adaptation is unchanged.
-    optimizer = LARS(0.1)
+    optimizer = LARS(0.1, weight_decay=0.0)
     assert not optimizer.uses_weight_decay("dense/kernel")
     assert optimizer.uses_layer_adaptation("dense/kernel")
     assert not optimizer.uses_layer_adaptation("dense/bias")
