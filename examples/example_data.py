@@ -11,11 +11,33 @@ import numpy as np
 
 DATASETS = ["digits", "image_folder", "tfds"]
 
+CROP_MODES = ["auto", "full_image", "resized"]
+
+CROP_FROM_HELP = (
+    "Where the random crops of pretraining come from. full_image: each image is "
+    "decoded at its own size and its two views made in tf.data, per image, so "
+    "a crop may come from anywhere in the image and only the crop is resized "
+    "to --image_size; the evaluation images (kNN monitor, linear probe) are "
+    "framed by the augmentation's evaluation transform. resized: each image is "
+    "centre-cropped to a square and resized to --image_size when decoded, and "
+    "the views are made in the training step. auto: full_image for "
+    "--dataset=image_folder or tfds with --image_size above 64, resized "
+    "otherwise (digits are 8x8 arrays: always resized)."
+)
+
+# Views larger than this use the full-image mode by default, as in
+# keras_simclr.data.pretraining_dataset.
+FULL_IMAGE_MIN_VIEW_SIZE = 64
+
+# Decoded full-size images held by the shuffle buffer of a streamed tfds
+# dataset (an ImageNet image takes about 0.4 MB).
+TFDS_SHUFFLE_BUFFER = 1000
+
 DATASET_HELP = (
     "digits: scikit-learn's bundled 8x8 handwritten digits (offline). "
     "image_folder: the images under --data_dir, streamed from disk: class "
-    "subfolders give labels, a flat folder of images is unlabelled (each image "
-    "centre-cropped to a square, then resized). tfds: the TensorFlow Datasets "
+    "subfolders give labels, a flat folder of images is unlabelled (see "
+    "--crop_from for how the images are cropped). tfds: the TensorFlow Datasets "
     "dataset --tfds_name, prepared under --data_dir (offline unless --download)."
 )
 
@@ -29,9 +51,12 @@ class TrainingData:
 
     Attributes:
         train: `(images, labels)` NumPy arrays, or a `tf.data.Dataset` of
-            unbatched examples streamed from disk (image folders), shuffled
-            anew on each pass.
+            unbatched examples streamed from disk (image folders, and tfds
+            in the full-image mode), resized to the view size, or at their
+            own size in the full-image mode.
         num_train: int, the training images.
+        shuffle_buffer: int, the shuffle buffer the streamed `train` needs
+            in `pretraining_dataset` (0 when the source shuffles itself).
         num_classes: int, or None for unlabelled data.
         eval_train: `(images, labels)` arrays, the training images that the
             kNN monitor and the linear probe fit on; None without labels.
@@ -44,10 +69,11 @@ class TrainingData:
 
     def __init__(
         self, train, num_train, num_classes, eval_train, eval_test,
-        num_held_out, preview,
+        num_held_out, preview, shuffle_buffer=0,
     ):
         self.train = train
         self.num_train = num_train
+        self.shuffle_buffer = shuffle_buffer
         self.num_classes = num_classes
         self.eval_train = eval_train
         self.eval_test = eval_test
@@ -57,6 +83,25 @@ class TrainingData:
 
 def default_image_size(dataset):
     return 16 if dataset == "digits" else 32
+
+
+def crop_mode(dataset, image_size, crop_from="auto"):
+    """`"full_image"` or `"resized"`: how `examples/pretrain.py` crops."""
+    if crop_from == "auto":
+        if dataset != "digits" and image_size > FULL_IMAGE_MIN_VIEW_SIZE:
+            return "full_image"
+        return "resized"
+    if crop_from == "full_image" and dataset == "digits":
+        raise UsageError(
+            "--crop_from=full_image reads images at their own size from "
+            "--dataset=image_folder or tfds; the digits are 8x8 arrays. "
+            "Received: --dataset=digits --crop_from=full_image"
+        )
+    if crop_from not in CROP_MODES:
+        raise UsageError(
+            f"--crop_from must be one of {CROP_MODES}. Received: {crop_from}"
+        )
+    return crop_from
 
 
 def check_data_flags(dataset, data_dir, download=False):
@@ -144,19 +189,49 @@ def _first(count, paths, labels):
     return paths[:count], None if labels is None else labels[:count]
 
 
-def _decode(paths, labels, image_size):
+def _decode(paths, labels, image_size, transform=None):
+    """`(images, labels)` arrays of image files: resized to `image_size`, or,
+    with a `transform`, decoded at their own size and framed by it."""
     from keras_simclr import data
 
-    return _stack(
-        data.from_image_files(
-            paths, (image_size, image_size), labels=labels, on_error="skip"
+    if transform is None:
+        return _stack(
+            data.from_image_files(
+                paths, (image_size, image_size), labels=labels, on_error="skip"
+            )
         )
+    return _transformed(
+        data.from_image_files(paths, labels=labels, on_error="skip"), transform
     )
+
+
+def _transformed(dataset, transform):
+    """`(images, labels)` uint8 arrays of a dataset of images at their own
+    size, each through `transform` (in inference mode)."""
+    from keras_simclr import data
+
+    images, labels = [], []
+    for batch in data.evaluation_dataset(
+        dataset, 64, transform=transform
+    ).as_numpy_iterator():
+        batch_images, batch_labels = batch if isinstance(batch, tuple) else (batch, None)
+        images.append(np.clip(np.round(batch_images), 0, 255).astype("uint8"))
+        if batch_labels is not None:
+            labels.append(batch_labels)
+    if not images:
+        raise UsageError(
+            "None of the image files could be decoded (see the files named "
+            "above)."
+        )
+    images = np.concatenate(images)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    return images, (np.concatenate(labels).astype("int32") if labels else None)
 
 
 def load_training_data(
     name, data_dir, image_size, max_images, seed, eval_images, tfds_name=None,
-    download=False,
+    download=False, evaluation_transform=None,
 ):
     """The data of `examples/pretrain.py`, as a `TrainingData`.
 
@@ -164,7 +239,18 @@ def load_training_data(
     image folder is streamed from disk: only the images of the evaluation
     (at most `eval_images` of each split) and of the preview are decoded
     into memory, so a folder larger than the memory trains.
+
+    With an `evaluation_transform` (the full-image mode), the training
+    images of an image folder or tfds dataset are streamed at their own
+    size, and the evaluation and preview images are decoded at their own
+    size and framed by the transform (the augmentation layer, called with
+    `training=False`).
     """
+    if name == "tfds" and evaluation_transform is not None:
+        return _load_tfds_full_images(
+            tfds_name, data_dir, max_images, seed, eval_images, download,
+            evaluation_transform,
+        )
     if name != "image_folder":
         train_images, train_labels, test_images, test_labels = load_dataset(
             name, data_dir, image_size, max_images, seed, tfds_name=tfds_name,
@@ -185,20 +271,64 @@ def load_training_data(
         split_image_folder(data_dir, seed)
     )
     train_paths, train_labels = _first(max_images, train_paths, train_labels)
+    full_image = evaluation_transform is not None
     train = data.from_image_files(
-        train_paths, (image_size, image_size), labels=train_labels,
-        on_error="skip", shuffle=True, seed=seed,
+        train_paths, None if full_image else (image_size, image_size),
+        labels=train_labels, on_error="skip", shuffle=True, seed=seed,
     )
     if class_names is None:
-        preview, _ = _decode(train_paths[:8], None, image_size)
+        preview, _ = _decode(train_paths[:8], None, image_size, evaluation_transform)
         return TrainingData(
             train, len(train_paths), None, None, None, 0, preview
         )
-    eval_train = _decode(*_first(eval_images, train_paths, train_labels), image_size)
-    eval_test = _decode(*_first(eval_images, test_paths, test_labels), image_size)
+    eval_train = _decode(
+        *_first(eval_images, train_paths, train_labels), image_size,
+        evaluation_transform,
+    )
+    eval_test = _decode(
+        *_first(eval_images, test_paths, test_labels), image_size,
+        evaluation_transform,
+    )
     return TrainingData(
         train, len(train_paths), len(class_names), eval_train, eval_test,
         len(test_paths), eval_train[0][:8],
+    )
+
+
+def _load_tfds_full_images(
+    tfds_name, data_dir, max_images, seed, eval_images, download, transform
+):
+    """A tfds `TrainingData` in the full-image mode: the training split
+    streamed at its own size (files in a seeded order, then a shuffle
+    buffer), evaluation images framed by `transform`."""
+    if not tfds_name:
+        raise UsageError("--dataset=tfds needs --tfds_name, e.g. cifar10.")
+    from keras_simclr import data
+
+    data_dir = os.path.expanduser(data_dir) if data_dir else None
+
+    def split(which, shuffle=False):
+        return data.from_tfds(
+            tfds_name, split=which, data_dir=data_dir, download=download,
+            with_labels=True, shuffle_files=shuffle, seed=seed if shuffle else None,
+        )
+
+    train = split("train", shuffle=True)
+    num_train = int(train.cardinality())
+    if max_images:
+        train = train.take(max_images)
+        num_train = min(num_train, max_images)
+    eval_train = _transformed(split("train").take(eval_images), transform)
+    test = split("test")
+    num_held_out = int(test.cardinality())
+    eval_test = _transformed(test.take(eval_images), transform)
+    import tensorflow_datasets as tfds
+
+    features = tfds.builder(tfds_name, data_dir=data_dir).info.features
+    num_classes = int(features["label"].num_classes)
+    return TrainingData(
+        train, num_train, num_classes, eval_train, eval_test, num_held_out,
+        eval_train[0][:8], shuffle_buffer=min(num_train, TFDS_SHUFFLE_BUFFER),
     )
 
 

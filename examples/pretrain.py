@@ -19,6 +19,12 @@ the kNN monitor and the linear-probe evaluation are skipped:
     python examples/pretrain.py --dataset=image_folder --data_dir=photos/ \
         --image_size=64 --model_dir=runs/photos
 
+Above 64 px, the random crops of an image folder or a tfds dataset come from
+each whole decoded image, made per image in tf.data (--crop_from):
+
+    python examples/pretrain.py --dataset=image_folder --data_dir=photos/ \
+        --image_size=224 --nocifar_stem --model_dir=runs/photos_224
+
 A prepared TensorFlow Datasets dataset (add --download to fetch it once):
 
     python examples/pretrain.py --dataset=tfds --tfds_name=cifar10 \
@@ -85,6 +91,7 @@ flags.DEFINE_integer(
     "Side of the square views in pixels. Default: 16 for digits (upsampled "
     "from 8), 32 otherwise.",
 )
+flags.DEFINE_enum("crop_from", "auto", example_data.CROP_MODES, example_data.CROP_FROM_HELP)
 flags.DEFINE_integer("max_images", None, "Use at most this many training images (for quick runs).")
 flags.DEFINE_integer("resnet_depth", 18, "ResNet depth: 18, 34, 50, 101, 152 or 200.")
 flags.DEFINE_float(
@@ -429,11 +436,29 @@ def main(argv):
     if FLAGS.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
     image_size = FLAGS.image_size or example_data.default_image_size(FLAGS.dataset)
+
+    def make_augmentation():
+        return keras_simclr.layers.SimCLRAugmentation(
+            image_size,
+            preset="cifar",
+            color_jitter_strength=FLAGS.color_jitter_strength,
+            blur_probability=FLAGS.blur_probability,
+            crop_scale=(FLAGS.crop_min_scale, 1.0),
+            seed=FLAGS.seed,
+        )
+
     try:
+        crop_from = example_data.crop_mode(FLAGS.dataset, image_size, FLAGS.crop_from)
+        # Full-image mode: the views are made in tf.data, per image, by a
+        # layer of their own (made outside any strategy scope), whose
+        # evaluation transform also frames the evaluation images.
+        pipeline_augmentation = (
+            make_augmentation() if crop_from == "full_image" else None
+        )
         data = example_data.load_training_data(
             FLAGS.dataset, FLAGS.data_dir, image_size, FLAGS.max_images,
             FLAGS.seed, FLAGS.eval_images, tfds_name=FLAGS.tfds_name,
-            download=FLAGS.download,
+            download=FLAGS.download, evaluation_transform=pipeline_augmentation,
         )
     except example_data.UsageError as error:
         raise app.UsageError(str(error))
@@ -460,7 +485,9 @@ def main(argv):
     )
     print(
         f"dataset={FLAGS.dataset}: {data.num_train} training images "
-        f"({usable} used per epoch), {held_out}, {image_size}x{image_size}; "
+        f"({usable} used per epoch), {held_out}, {image_size}x{image_size} "
+        f"views, crops from the {'full' if crop_from == 'full_image' else 'resized'} "
+        "images; "
         f"backend={keras.backend.backend()}, strategy={FLAGS.strategy} over "
         f"{num_devices} device(s)"
     )
@@ -553,14 +580,7 @@ def main(argv):
         random_encoder = make_encoder()
         encoder = make_encoder()
         encoder.set_weights(random_encoder.get_weights())
-        augmentation = keras_simclr.layers.SimCLRAugmentation(
-            image_size,
-            preset="cifar",
-            color_jitter_strength=FLAGS.color_jitter_strength,
-            blur_probability=FLAGS.blur_probability,
-            crop_scale=(FLAGS.crop_min_scale, 1.0),
-            seed=FLAGS.seed,
-        )
+        augmentation = make_augmentation()
         pretrainer = keras_simclr.models.SimCLRPretrainer(
             encoder=encoder,
             augmentation=augmentation,
@@ -639,11 +659,16 @@ def main(argv):
         }
     else:
         # Streamed from disk, a new file order each pass; repeated, so that
-        # skipped unreadable files cannot shorten an epoch.
+        # skipped unreadable files cannot shorten an epoch. In the full-image
+        # mode the views are made per image, in parallel (in no fixed order,
+        # so they are not repeatable from the seed).
+        full_image = pipeline_augmentation is not None
         inputs = {
             "x": keras_simclr.data.pretraining_dataset(
-                data.train, batch_size, with_labels=labelled, shuffle_buffer=0,
-                repeat=True, seed=FLAGS.seed,
+                data.train, batch_size, augmentation=pipeline_augmentation,
+                with_labels=labelled, shuffle_buffer=data.shuffle_buffer,
+                repeat=True, seed=FLAGS.seed, augment_per_image=full_image,
+                deterministic=not full_image,
             ),
             "steps_per_epoch": steps_per_epoch,
             "shuffle": False,
@@ -733,7 +758,8 @@ OBJECTIVE_FLAGS = {
 }
 
 _OWN_FLAGS = [
-    "dataset", "data_dir", "tfds_name", "download", "image_size", "max_images", "resnet_depth",
+    "dataset", "data_dir", "tfds_name", "download", "image_size", "crop_from", "max_images",
+    "resnet_depth",
     "width_multiplier", "sk_ratio", "cifar_stem", "projection_dim", "projection_layers",
     "batch_size", "epochs", "optimizer", "learning_rate",
     "learning_rate_scaling", "warmup_epochs", "momentum", "weight_decay",

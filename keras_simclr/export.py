@@ -25,13 +25,15 @@ import zipfile
 
 import keras
 
+from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
 from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
 
 ENDPOINT_NAME = "serve"
 INPUT_NAME = "images"
-# As `tf.image.resize`'s defaults: bilinear, half-pixel centres, no
-# antialiasing; `keras.ops.image.resize(x, size)` computes the same.
+# For models without an evaluation transform. As `tf.image.resize`'s
+# defaults: bilinear, half-pixel centres, no antialiasing;
+# `keras.ops.image.resize(x, size)` computes the same.
 RESIZE_METHOD = "bilinear"
 PIXEL_RANGE = (0.0, 255.0)
 
@@ -65,12 +67,30 @@ def export_saved_model(
     `uint8` of shape `(batch, height, width, channels)`, of any height and
     width, with the channel count of the model's input (3 unless the model
     fixes another; other counts fail with a message that says so); converts
-    them to float32, resizes them to the model's image size
-    with `tf.image.resize`'s defaults (bilinear, half-pixel centres, no
-    antialiasing, no rounding or clipping afterwards; the same as
-    `keras.ops.image.resize(images, image_size)`), maps pixel values from
-    `[0, 255]` linearly to `value_range`, runs the model in inference mode
-    (`training=False`) and returns a dict of float32 tensors:
+    them to float32 and brings them to the model's image size, runs the
+    model in inference mode (`training=False`) and returns a dict of float32
+    tensors (below).
+
+    The image size is reached as the model itself reaches it at inference:
+
+    - a model with an evaluation transform (`model.evaluation_transform`:
+      a `SimCLRPretrainer` with an augmentation, a `SimCLRClassifier` built
+      from one, a `SimCLRDistiller`): pixel values are mapped from
+      `[0, 255]` linearly to `value_range`, then images whose height and
+      width equal the view size pass unchanged and the others go through
+      the transform (the augmentation's `training=False` call): for
+      `SimCLRAugmentation`'s `"imagenet"` preset, a centre crop of 87.5% of
+      the image (the official SimCLR offsets) resized bicubically to the
+      view size and clipped to `value_range`, the official SimCLR
+      evaluation; for the `"cifar"` preset, the whole image resized
+      bilinearly. The test of the size runs in the graph, for each batch;
+    - any other model: images are resized to the model's image size with
+      `tf.image.resize`'s defaults (bilinear, half-pixel centres, no
+      antialiasing, no rounding or clipping afterwards; the same as
+      `keras.ops.image.resize(images, image_size)`), then pixel values are
+      mapped from `[0, 255]` linearly to `value_range`.
+
+    The outputs:
 
     - a model with a method `export_outputs(images)` (such as
       `SimCLRClassifier`): the dict that method returns for the prepared
@@ -118,15 +138,18 @@ def export_saved_model(
             or `.hdf5` is refused: a Keras file is written by
             `model.save(path)`.
         image_size: int or `(height, width)`: the size images are resized to
-            before the model. Required when the model's input shape leaves
-            height or width open (read from `model.inputs`, or else from the
-            inputs of `model.encoder` or `model.student`, or of theirs); when
-            the model fixes them, `None` or the same size.
+            before the model. Required when neither the model's input shape
+            (read from `model.inputs`, or else from the inputs of
+            `model.encoder` or `model.student`, or of theirs) nor its
+            evaluation transform fixes height and width; otherwise `None`
+            or the same size.
         value_range: `(low, high)`, the pixel range the model expects;
             `[0, 255]` is mapped linearly onto it. The default `(0, 255)`
             feeds the pixel values unchanged, as `ResNet` expects (it
             rescales its input itself, from its own `value_range`). `None`
-            also feeds them unchanged.
+            also feeds them unchanged. With an evaluation transform that
+            declares a `value_range` (the library's augmentation layers),
+            it must be the same.
         import_modules: names of modules to import before the model is
             loaded in the subprocess, for objects registered by a module
             other than the one that defines them. Unused on the TensorFlow
@@ -160,6 +183,7 @@ def export_saved_model(
     path = _validate_path(path, overwrite)
     image_size, channels = _resolve_image_size(model, image_size)
     value_range = _validation.check_value_range(value_range, allow_none=True)
+    _check_transform_value_range(model, value_range)
     import_modules = _validate_import_modules(import_modules)
     subprocess_needed = keras.backend.backend() != "tensorflow"
 
@@ -212,6 +236,7 @@ def _write_saved_model(model, path, image_size, channels, value_range):
     import tensorflow as tf
 
     compute_outputs = _output_function(model)
+    transform = _transform_of(model)
     height, width = image_size
     if value_range is None or tuple(value_range) == PIXEL_RANGE:
         scale, offset = None, None
@@ -225,9 +250,14 @@ def _write_saved_model(model, path, image_size, channels, value_range):
         # inside the first convolution, with a message about filter depths.
         images = _checked_images(tf, images, channels)
         x = tf.cast(images, tf.float32)
-        x = tf.image.resize(x, (height, width), method=RESIZE_METHOD)
+        if transform is None:
+            x = tf.image.resize(x, (height, width), method=RESIZE_METHOD)
         if scale is not None:
             x = x * scale + offset
+        if transform is not None:
+            # The model's own inference rule: at the view size unchanged,
+            # else its evaluation transform.
+            x = _evaluation_transform.apply(transform, x)
         outputs = compute_outputs(x)
         return {
             name: tf.cast(value, tf.float32) for name, value in outputs.items()
@@ -291,6 +321,14 @@ def _checked_images(tf, images, channels):
 
 
 # === Outputs ===
+
+
+def _transform_of(model):
+    """The model's evaluation transform layer, or None."""
+    transform = getattr(model, "evaluation_transform", None)
+    if isinstance(transform, keras.layers.Layer):
+        return transform
+    return None
 
 
 def _output_function(model):
@@ -418,6 +456,18 @@ def _resolve_image_size(model, image_size):
             if isinstance(wrapped, keras.layers.Layer):
                 candidates.append(wrapped)
     height, width, channels = model_shape or (None, None, None)
+    transform = _transform_of(model)
+    view_size = _evaluation_transform.view_size(transform)
+    if view_size is not None:
+        for known, view in zip((height, width), view_size):
+            if known is not None and known != view:
+                raise ValueError(
+                    "The model's evaluation transform makes images of size "
+                    f"{view_size}, but its input takes {(height, width)}. "
+                    f"Received: a {type(model).__name__} whose "
+                    f"{type(transform).__name__} has the view size {view_size}"
+                )
+        height, width = view_size
 
     image_size = _validation.check_image_size(image_size, allow_none=True)
     if image_size is not None:
@@ -438,6 +488,24 @@ def _resolve_image_size(model, image_size):
     else:
         image_size = (int(height), int(width))
     return image_size, int(channels) if channels is not None else 3
+
+
+def _check_transform_value_range(model, value_range):
+    """Refuses a `value_range` other than the one the evaluation transform
+    takes its images in: it clips to its own range."""
+    transform = _transform_of(model)
+    declared = getattr(transform, "value_range", None)
+    if declared is None:
+        return
+    declared = tuple(float(bound) for bound in declared)
+    fed = PIXEL_RANGE if value_range is None else tuple(value_range)
+    if fed != declared:
+        raise ValueError(
+            "`value_range` must be the range the model's evaluation "
+            f"transform ({type(transform).__name__}) takes images in, "
+            f"{declared}: the signature maps [0, 255] onto `value_range` "
+            f"before the transform. Received: value_range={value_range}"
+        )
 
 
 def _validate_import_modules(import_modules):

@@ -1,8 +1,10 @@
 """export_saved_model: SavedModels from any backend, served by TensorFlow alone.
 
-Four tiny models are exported once for the whole module (an encoder, a
-grayscale encoder, a SimCLRPretrainer with a probe and a momentum target, and
-a model with an `export_outputs` method), then one subprocess, which imports
+Six tiny models are exported once for the whole module (an encoder, a
+grayscale encoder, a SimCLRPretrainer with a probe and a momentum target, a
+model with an `export_outputs` method, and a pretrainer with the imagenet
+preset's evaluation transform and a SimCLRClassifier built from it), then
+one subprocess, which imports
 TensorFlow and cannot import Keras, keras_simclr or the tests, loads every
 SavedModel and runs it on uint8 images. Its outputs are compared with those
 of the Keras models in this process, in inference mode. On the JAX and
@@ -26,6 +28,8 @@ from keras_simclr.layers import PredictionHead
 from keras_simclr.layers import ProjectionHead
 from keras_simclr.layers import SimCLRAugmentation
 from keras_simclr.models import SimCLRPretrainer
+from keras_simclr.models.simclr_classifier import SimCLRClassifier
+from tests.center_crop_reference import official_center_crop
 from tests.export_models import TinyClassifier
 from tests.export_models import Unloadable
 
@@ -267,6 +271,47 @@ def _export_models(root, arrays):
     expected["classifier/images"] = _numpy(classifier.export_outputs(images))
     models["classifier"] = classifier
 
+    # The imagenet preset's evaluation transform: images of another size
+    # are centre-cropped (87.5%) and resized bicubically; the expected
+    # outputs take the official crop, written with tf.image.
+    crop_encoder = _tiny_encoder()
+    crop_pretrainer = SimCLRPretrainer(
+        encoder=crop_encoder,
+        augmentation=SimCLRAugmentation(
+            IMAGE_SIZE, preset="imagenet", value_range=(0, 1), seed=0
+        ),
+        projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
+    )
+    crop_pretrainer.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    _randomize_batch_norm(crop_pretrainer, seed=5)
+    export_saved_model(
+        crop_pretrainer, os.path.join(root, "crop_pretrainer"), value_range=(0, 1)
+    )
+    crop_classifier = SimCLRClassifier(crop_pretrainer, 3, mode="linear")
+    crop_classifier.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    kernel = crop_classifier.linear_classifier.kernel
+    kernel.assign(np.random.default_rng(6).normal(size=tuple(kernel.shape)))
+    export_saved_model(
+        crop_classifier, os.path.join(root, "crop_classifier"), value_range=(0, 1)
+    )
+    for key in ("images", "large", "small"):
+        views = arrays[key].astype("float32") / 255.0
+        if views.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+            views = official_center_crop(
+                views, IMAGE_SIZE, IMAGE_SIZE, value_range=(0, 1)
+            )
+        features = crop_encoder(views, training=False)
+        expected[f"crop_pretrainer/{key}"] = {
+            "features": _numpy(features),
+            "projection": _numpy(crop_pretrainer.projection_head(features)),
+        }
+        expected[f"crop_classifier/{key}"] = {
+            "features": _numpy(features),
+            "logits": _numpy(crop_classifier.linear_classifier(features)),
+        }
+    models["crop_pretrainer"] = crop_pretrainer
+    models["crop_classifier"] = crop_classifier
+
     cases = {
         "encoder": {"path": returned_path, "inputs": ["images", "large", "small"]},
         "gray_encoder": {
@@ -280,6 +325,14 @@ def _export_models(root, arrays):
         "classifier": {
             "path": os.path.join(root, "classifier"),
             "inputs": ["images"],
+        },
+        "crop_pretrainer": {
+            "path": os.path.join(root, "crop_pretrainer"),
+            "inputs": ["images", "large", "small"],
+        },
+        "crop_classifier": {
+            "path": os.path.join(root, "crop_classifier"),
+            "inputs": ["images", "large", "small"],
         },
     }
     return models, expected, cases
@@ -309,6 +362,7 @@ def exported(tmp_path_factory):
             serving_process.communicate()
     return {
         "root": root,
+        "arrays": arrays,
         "models": models,
         "expected": expected,
         "served": served,
@@ -359,6 +413,52 @@ def test_export_outputs_method_gives_the_outputs(exported):
         "features",
         "logits",
     ]
+
+
+@pytest.mark.parametrize("key", ["images", "large", "small"])
+@pytest.mark.parametrize("case", ["crop_pretrainer", "crop_classifier"])
+def test_evaluation_transform_is_the_official_center_crop(exported, case, key):
+    """Images at the view size are served as they are; the others through
+    the imagenet preset's centre crop and bicubic resize."""
+    _assert_served_as_expected(exported, case, key)
+
+
+def test_served_outputs_equal_the_models_own_inference(exported):
+    """The signature and the Keras models apply one rule at inference."""
+    served = exported["served"]
+    pretrainer = exported["models"]["crop_pretrainer"]
+    classifier = exported["models"]["crop_classifier"]
+    assert classifier.evaluation_transform is pretrainer.augmentation
+    for key in ("images", "large", "small"):
+        images = exported["arrays"][key].astype("float32") / 255.0
+        np.testing.assert_allclose(
+            served[f"crop_pretrainer/{key}/signature/features"],
+            _numpy(pretrainer(images, training=False)["features"]),
+            atol=ATOL,
+            rtol=RTOL,
+        )
+        np.testing.assert_allclose(
+            served[f"crop_classifier/{key}/signature/logits"],
+            _numpy(classifier.predict(images, verbose=0)),
+            atol=ATOL,
+            rtol=RTOL,
+        )
+
+
+def test_value_range_must_be_the_transforms(exported, tmp_path):
+    with pytest.raises(ValueError, match="value_range"):
+        export_saved_model(exported["models"]["crop_pretrainer"], tmp_path / "out")
+
+
+def test_image_size_must_match_the_evaluation_transform(tmp_path):
+    pretrainer = SimCLRPretrainer(
+        encoder=keras.Sequential([keras.layers.GlobalAveragePooling2D()]),
+        augmentation=SimCLRAugmentation(IMAGE_SIZE, preset="imagenet"),
+        projection_head=ProjectionHead(hidden_dim=4, output_dim=2),
+    )
+    pretrainer.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    with pytest.raises(ValueError, match="differs from the model's image size"):
+        export_saved_model(pretrainer, tmp_path / "out", image_size=IMAGE_SIZE + 2)
 
 
 def test_signature_takes_uint8_images_of_any_size(exported):

@@ -40,7 +40,15 @@ class KNNMonitor(keras.callbacks.Callback):
     `callbacks` list.
 
     The encoder is `model.encoder` (as `SimCLRPretrainer` has) unless one is
-    passed. Computing the features costs a forward pass over both sets; a
+    passed. Images reach it as they reach the model's encoder at inference:
+    through `preprocessing` when given, else, when the encoder is the
+    model's own (`encoder=None`, or `model.encoder` itself), through the
+    model's `evaluation_views` when it has one (a `SimCLRPretrainer`'s
+    evaluation transform: images at the view size pass unchanged, others
+    get the augmentation's `training=False` transform, for the `"imagenet"`
+    preset a centre crop of 87.5% resized bicubically to the view size);
+    another encoder passed without `preprocessing` takes the images as they
+    are. Computing the features costs a forward pass over both sets; a
     few thousand labelled images are usually enough to follow training.
 
     Args:
@@ -63,6 +71,8 @@ class KNNMonitor(keras.callbacks.Callback):
             their labels).
         chunk_size: positive int, test images scored at once. Defaults to
             256.
+        preprocessing: a callable from a batch of images to the encoder's
+            input, or None (see above).
 
     Attributes:
         results: dict from each evaluated epoch (0-based) of the last `fit()`
@@ -102,6 +112,7 @@ class KNNMonitor(keras.callbacks.Callback):
         batch_size=256,
         num_classes=None,
         chunk_size=256,
+        preprocessing=None,
     ):
         super().__init__()
         knn_lib.check_data(train_data, "train_data")
@@ -114,6 +125,7 @@ class KNNMonitor(keras.callbacks.Callback):
         _validation.check_int(batch_size, "batch_size")
         _validation.check_num_classes(num_classes, allow_none=True)
         _validation.check_int(chunk_size, "chunk_size")
+        knn_lib.check_preprocessing(preprocessing)
         self.train_data = train_data
         self.test_data = test_data
         self.encoder = encoder
@@ -123,15 +135,19 @@ class KNNMonitor(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.num_classes = num_classes
         self.chunk_size = chunk_size
+        self.preprocessing = preprocessing
         self.results = {}
         self._num_classes = num_classes
         self._encoder = encoder
+        self._preprocessing = preprocessing
 
     def on_train_begin(self, logs=None):
         self.results = {}
         self._encoder = self.encoder
+        self._preprocessing = self.preprocessing
+        model_encoder = getattr(self.model, "encoder", None)
         if self._encoder is None:
-            self._encoder = getattr(self.model, "encoder", None)
+            self._encoder = model_encoder
             if not isinstance(self._encoder, keras.layers.Layer):
                 raise ValueError(
                     "KNNMonitor needs an encoder: the model has no `encoder` "
@@ -139,6 +155,8 @@ class KNNMonitor(keras.callbacks.Callback):
                     "`KNNMonitor(..., encoder=...)`. Received: a model of "
                     f"type {type(self.model).__name__}"
                 )
+        if self._preprocessing is None and self._encoder is model_encoder:
+            self._preprocessing = getattr(self.model, "evaluation_views", None)
         if self._num_classes is None:
             self._num_classes = knn_lib.resolve_num_classes(
                 None, self._labels(self.train_data), self._labels(self.test_data)
@@ -160,6 +178,7 @@ class KNNMonitor(keras.callbacks.Callback):
             batch_size=self.batch_size,
             num_classes=self._num_classes,
             chunk_size=self.chunk_size,
+            preprocessing=self._preprocessing,
         )
         self.results[epoch] = result
         logs["knn_accuracy"] = result["top1"]

@@ -145,7 +145,7 @@ def _check_decoding_options(
 
 def from_image_folder(
     directory,
-    image_size,
+    image_size=None,
     labelled="auto",
     on_error="raise",
     validate=False,
@@ -157,7 +157,7 @@ def from_image_folder(
     subset=None,
     follow_links=False,
 ):
-    """A dataset of the images in a folder, decoded and resized.
+    """A dataset of the images in a folder, decoded (and resized).
 
     Two layouts:
 
@@ -173,17 +173,29 @@ def from_image_folder(
     classes far better than a shuffle buffer of decoded images can.
 
     The images are streamed from disk: only the list of file paths is held
-    in memory, and each file is read, decoded and resized to `image_size`
-    when the pipeline reaches it, in parallel, so a folder larger than the
-    memory trains as well as a small one (what stays in memory downstream
-    is the shuffle buffer of `pretraining_dataset` and the prefetched
-    batches). With `crop_to_aspect_ratio` (the default) the largest central
-    region of the target aspect ratio is kept, so objects are not
-    stretched: for square sizes the shorter side becomes `image_size` and
-    the longer one is centre-cropped, the evaluation transform of SimCLR;
-    pretraining's random resized crop then works on that. With `False` the
-    whole image is stretched instead. Pick an `image_size` at least as
-    large as the views, e.g. 256 for 224 views.
+    in memory, and each file is read and decoded (and resized) when the
+    pipeline reaches it, in parallel, so a folder larger than the memory
+    trains as well as a small one (what stays in memory downstream is the
+    shuffle buffer of `pretraining_dataset` and the prefetched batches).
+
+    Two sizes of image:
+
+    - `image_size=None` (the default): each image at its own decoded size,
+      the full image. `pretraining_dataset` then takes each random
+      resized crop from the whole image and resizes only the crop to the
+      view size (its per-image augmentation), as the official SimCLR
+      pipeline does, and `evaluation_dataset` frames each image with the
+      evaluation transform; neither can batch such images without an
+      augmentation or transform. The choice for views larger than 64
+      pixels (ImageNet-sized photos).
+    - `image_size` given: every image resized to it. With
+      `crop_to_aspect_ratio` (the default) the largest central region of
+      the target aspect ratio is kept, so objects are not stretched: for
+      square sizes the shorter side becomes `image_size` and the longer
+      one is centre-cropped. With `False` the whole image is stretched
+      instead. Random crops taken later cannot reach beyond the central
+      square. The choice for small images (32 to 64 pixels) that train
+      with the pretrainer's in-step augmentation.
 
     A file that cannot be decoded is handled per `on_error`:
 
@@ -209,7 +221,8 @@ def from_image_folder(
 
     Args:
         directory: the folder (a string or path-like; `~` is expanded).
-        image_size: int or tuple `(height, width)`, the size of every image.
+        image_size: None (each image at its own size, the default), or an
+            int or tuple `(height, width)`, the size of every image.
         labelled: `"auto"` (labelled when some subfolder holds images),
             `True` (class subfolders required; images directly in
             `directory` are left out with a warning) or `False` (every
@@ -217,7 +230,8 @@ def from_image_folder(
         on_error: `"raise"` or `"skip"`, for files that cannot be decoded.
         validate: bool, whether to decode every file once up front.
         crop_to_aspect_ratio: bool, central crop to the target aspect ratio
-            before resizing (`True`) or stretch (`False`).
+            before resizing (`True`) or stretch (`False`); used with
+            `image_size` only.
         interpolation: `"bilinear"` (default), `"nearest"`, `"bicubic"`,
             `"area"`, `"lanczos3"` or `"lanczos5"`; downscaling is
             antialiased.
@@ -234,7 +248,8 @@ def from_image_folder(
 
     Returns:
         A `tf.data.Dataset` of dicts: `"image"` (uint8, `(height, width,
-        channels)`), `"label"` (int32 scalar; labelled folders only) and
+        channels)`, of unknown height and width when `image_size` is None),
+        `"label"` (int32 scalar; labelled folders only) and
         `"file_path"` (string). The dataset has the attributes
         `class_names` (the sorted class folder names, or None) and
         `file_paths` (the paths read, in sorted order), as Keras's
@@ -250,20 +265,24 @@ def from_image_folder(
     Example:
 
     ```python
+    # Full images; two random crops of each, resized to 224.
     train = keras_simclr.data.from_image_folder(
-        "imagenet/train", 256, on_error="skip", shuffle=True, seed=0
+        "imagenet/train", on_error="skip", shuffle=True, seed=0
     )
     num_classes = len(train.class_names)  # for SimCLRPretrainer's probe
+    augmentation = keras_simclr.layers.SimCLRAugmentation(224)
     batches = keras_simclr.data.pretraining_dataset(
-        train, batch_size=256, shuffle_buffer=0
+        train, batch_size=256, augmentation=augmentation, shuffle_buffer=0
     )
-    # A pretrainer without a probe: images only.
+    # Small images, resized once, augmented in the training step; a
+    # pretrainer without a probe: images only.
+    small = keras_simclr.data.from_image_folder("thumbnails", 32)
     unlabelled = keras_simclr.data.pretraining_dataset(
-        train, batch_size=256, shuffle_buffer=0, with_labels=False
+        small, batch_size=256, with_labels=False
     )
     ```
     """
-    size = _validation.check_image_size(image_size)
+    size = _validation.check_image_size(image_size, allow_none=True)
     _check_decoding_options(
         on_error, validate, crop_to_aspect_ratio, interpolation, channels,
         shuffle, seed,
@@ -311,7 +330,7 @@ def _file_paths_argument(file_paths):
 
 def from_image_files(
     file_paths,
-    image_size,
+    image_size=None,
     labels=None,
     on_error="raise",
     validate=False,
@@ -321,27 +340,30 @@ def from_image_files(
     shuffle=False,
     seed=None,
 ):
-    """A dataset of the images in a list of files, decoded and resized.
+    """A dataset of the images in a list of files, decoded (and resized).
 
     `from_image_folder` for a list of files instead of a folder: a split
     made from `list_image_files`, a CSV of paths and labels. The files are
     read in the order given (or, with `shuffle`, a new random permutation
     of them on each pass), streamed from disk: each one is read and decoded
     when the pipeline reaches it, so the list may name more images than fit
-    in memory. Decoding, resizing, `on_error` and `validate` work as in
-    `from_image_folder`.
+    in memory. Decoding, resizing (or, with `image_size=None`, the default,
+    keeping each image at its own size for crops from the full image),
+    `on_error` and `validate` work as in `from_image_folder`.
 
     Args:
         file_paths: a list of image file paths (strings or path-like; `~`
             is expanded). Files in any format `tf.io.decode_image` reads
             (JPEG, PNG, BMP, GIF), whatever their names.
-        image_size: int or tuple `(height, width)`, the size of every image.
+        image_size: None (each image at its own size, the default), or an
+            int or tuple `(height, width)`, the size of every image.
         labels: None, or integer class ids, one per file (non-negative).
         on_error: `"raise"` or `"skip"`, for files that cannot be read or
             decoded (see `from_image_folder`).
         validate: bool, whether to decode every file once up front.
         crop_to_aspect_ratio: bool, central crop to the target aspect ratio
-            before resizing (`True`) or stretch (`False`).
+            before resizing (`True`) or stretch (`False`); used with
+            `image_size` only.
         interpolation: resize method, as in `from_image_folder`.
         channels: 3 (RGB, the default) or 1 (grayscale).
         shuffle: bool, a new file order on each pass. Defaults to `False`.
@@ -349,7 +371,8 @@ def from_image_files(
 
     Returns:
         A `tf.data.Dataset` of dicts: `"image"` (uint8, `(height, width,
-        channels)`), `"label"` (int32 scalar; with `labels` only) and
+        channels)`, of unknown height and width when `image_size` is None),
+        `"label"` (int32 scalar; with `labels` only) and
         `"file_path"` (string). The dataset has the attributes
         `file_paths` (the paths read, in the order given) and `class_names`
         (None). Its cardinality is known except with `on_error="skip"` and
@@ -372,7 +395,7 @@ def from_image_files(
     )
     ```
     """
-    size = _validation.check_image_size(image_size)
+    size = _validation.check_image_size(image_size, allow_none=True)
     _check_decoding_options(
         on_error, validate, crop_to_aspect_ratio, interpolation, channels,
         shuffle, seed,
@@ -441,7 +464,9 @@ def _decoded_dataset(
     count = len(paths)
     all_paths = tf.constant(paths)
     all_labels = None if labels is None else tf.constant(labels, tf.int32)
-    placeholder = tf.zeros(list(size) + [channels], tf.uint8)
+    # Stands in for the image at the end marker; its size does not matter
+    # (it is filtered out) as long as it fits the shape of real images.
+    placeholder = tf.zeros(list(size or (1, 1)) + [channels], tf.uint8)
 
     # Each pass reads the files in one order, a vector of indices: a
     # decoding failure drops an example, and the gap in the positions it
@@ -464,6 +489,8 @@ def _decoded_dataset(
 
             def read():
                 image = decode_image(tf.io.read_file(path), channels)
+                if size is None:
+                    return image
                 return resize_image(image, size, crop_to_aspect_ratio, interpolation)
 
             image = tf.cond(position < count, read, lambda: placeholder)

@@ -2,6 +2,7 @@
 
 import os
 
+import keras
 import tensorflow as tf
 
 from keras_simclr import _validation
@@ -65,12 +66,10 @@ def _image_and_label(dataset, with_labels, function):
             "batched, call dataset.unbatch() first."
         )
     shape = image_spec.shape
-    if shape[0] is None or shape[1] is None or shape[2] not in (1, 3):
+    if shape[2] not in (1, 3):
         raise ValueError(
-            f"{function}() batches images, so they must all have one known "
-            "size, with 1 or 3 channels. Received images of shape "
-            f"{tuple(shape)}: pass `image_size` to from_tfds or "
-            "from_image_folder to resize them."
+            f"{function}() needs images with 1 or 3 channels. Received images "
+            f"of shape {tuple(shape)}"
         )
     labelled = with_labels and label_spec is not None
     if labelled and (
@@ -93,6 +92,90 @@ def _image_and_label(dataset, with_labels, function):
     return dataset.map(select), labelled
 
 
+# Views larger than this (in pixels, either side) are cropped from the whole
+# decoded image by default; smaller ones keep the batched path.
+FULL_IMAGE_MIN_VIEW_SIZE = 64
+
+
+def _image_shape(dataset, labelled):
+    spec = dataset.element_spec
+    return (spec[0] if labelled else spec).shape
+
+
+def _has_one_size(shape):
+    return shape[0] is not None and shape[1] is not None
+
+
+def _view_size(augmentation):
+    """The `(height, width)` of the views `augmentation` makes, if it says."""
+    size = getattr(augmentation, "image_size", None)
+    try:
+        return _validation.check_image_size(size)
+    except ValueError:
+        return None
+
+
+def _choose_per_image(augmentation, augment_per_image, shape):
+    """Whether `pretraining_dataset` augments each image before batching."""
+    one_size = _has_one_size(shape)
+    if augmentation is None:
+        if augment_per_image is True:
+            raise ValueError(
+                "`augment_per_image=True` crops each image to the view size "
+                "before batching, which needs an `augmentation` layer such as "
+                "SimCLRAugmentation(224). Received: augment_per_image=True, "
+                "augmentation=None"
+            )
+        if not one_size:
+            raise ValueError(
+                "pretraining_dataset() with `augmentation=None` batches the raw "
+                "images (the pretrainer makes the views), so they must all have "
+                f"one size. Received images of shape {tuple(shape)} (decoded at "
+                "their own size): pass `augmentation`, e.g. "
+                "SimCLRAugmentation(224), to crop each full image to the view "
+                "size before batching, or pass `image_size` to from_tfds, "
+                "from_image_folder or from_image_files to resize them."
+            )
+        return False
+    if augment_per_image is False:
+        if not one_size:
+            raise ValueError(
+                "`augment_per_image=False` batches the images before the "
+                "augmentation, so they must all have one size. Received images "
+                f"of shape {tuple(shape)} (decoded at their own size): pass "
+                "augment_per_image='auto' or True, or pass `image_size` to the "
+                "source. Received: augment_per_image=False"
+            )
+        return False
+    if augment_per_image is True or not one_size:
+        return True
+    view_size = _view_size(augmentation)
+    return view_size is not None and max(view_size) > FULL_IMAGE_MIN_VIEW_SIZE
+
+
+def _two_views(augmentation, images):
+    """`{"view_a": ..., "view_b": ...}`: two calls of `augmentation`, or one
+    call of a layer that returns a pair of views."""
+    first = augmentation(images)
+    if isinstance(first, (tuple, list)) and len(first) == 2:
+        return dict(zip(VIEW_KEYS, first))
+    return {VIEW_KEYS[0]: first, VIEW_KEYS[1]: augmentation(images)}
+
+
+def _map_images(dataset, labelled, function, parallel, deterministic=False):
+    """Maps `function` over the images of `dataset`, keeping the labels;
+    in parallel, in order only if `deterministic`."""
+    if labelled:
+        mapped = lambda images, labels: (function(images), labels)  # noqa: E731
+    else:
+        mapped = function
+    if not parallel:
+        return dataset.map(mapped)
+    return dataset.map(
+        mapped, num_parallel_calls=AUTOTUNE, deterministic=deterministic
+    )
+
+
 def pretraining_dataset(
     dataset,
     batch_size,
@@ -104,46 +187,74 @@ def pretraining_dataset(
     drop_remainder=True,
     seed=None,
     deterministic=None,
+    augment_per_image="auto",
 ):
     """Batches for `SimCLRPretrainer.fit`: shuffled, optionally augmented.
 
     Steps, in order: keep the image (and label), `cache`, shuffle with a
     buffer of `shuffle_buffer` examples (a new order each epoch), `repeat`,
-    batch, make the two views (with `augmentation`), prefetch. Decoding
+    make the two views of each image (per-image augmentation), batch, make
+    the two views of each batch (batched augmentation), prefetch. Decoding
     happens upstream in the source (`from_image_folder`, `from_tfds`), in
     parallel.
 
-    Two forms of batch:
+    Three forms of pipeline:
 
-    - `augmentation=None` (the default): raw images, `(images, labels)` or
-      `images` (`images` alone when the dataset has no labels or
-      `with_labels=False`). The pretrainer's own augmentation makes the views inside the
-      compiled training step, on the accelerator: the faster choice.
-    - `augmentation` a layer such as `SimCLRAugmentation`: it is called twice
-      on each batch inside `tf.data` (on the CPU, any backend), giving
-      `({"view_a": views, "view_b": views}, labels)`, a form
-      `SimCLRPretrainer` takes as ready-made views.
+    - `augmentation=None` (the default): raw images, batched,
+      `(images, labels)` or `images` (`images` alone when the dataset has
+      no labels or `with_labels=False`). The pretrainer's own augmentation
+      makes the views inside the compiled training step, on the
+      accelerator: the faster choice for images already resized to one
+      small size (arrays, CIFAR-10).
+    - `augmentation` a layer such as `SimCLRAugmentation`, per image (the
+      full-image mode): each image, at whatever size the source decoded it,
+      gets its two random resized crops before batching, so every crop may
+      come from anywhere in the whole image and only the crop is resized to
+      the view size, as in the official SimCLR input pipeline. Read the
+      images at their own size for this: `from_image_folder(directory)`,
+      `from_image_files(paths)` and `from_tfds(name)` without `image_size`.
+    - `augmentation` a layer, per batch: the images (all of one size) are
+      batched first and the layer is called on each batch.
+
+    Both augmented forms run inside `tf.data` (on the CPU, any backend) and
+    give `({"view_a": views, "view_b": views}, labels)`, a form
+    `SimCLRPretrainer` takes as ready-made views. `augment_per_image="auto"`
+    picks the per-image form when the images have no single size (decoded
+    at their own size), or when the views are larger than 64 pixels (the
+    layer's `image_size`); the batched form otherwise.
+
+    Memory: the shuffle buffer and the cache hold decoded images as the
+    source gives them. Images decoded at their own size are larger than
+    resized ones (an ImageNet photo averages about 400 x 350 pixels, 0.4 MB
+    as uint8, so a buffer of 10,000 holds about 4 GB and a cache of the
+    1.28 million training images about 540 GB): for large image folders
+    shuffle the file list instead (`from_image_folder(shuffle=True)`),
+    keep `shuffle_buffer` small or 0, and leave `cache` off, or cache to a
+    file path where that much disk is free.
 
     Reproducibility: with a `seed`, the order of the examples is the same
     for every pipeline built the same way (the sequence of epoch orders
     too); with `deterministic` (on by default when a `seed` is given) the
-    augmentation runs one batch at a time, so a seeded augmentation layer
-    also gives the same views, as long as each pipeline has its own layer
-    instance (its random state advances with every batch). With
-    `deterministic=False`, batches are augmented in parallel, in whatever
-    order the threads take them.
+    augmentation runs one image or batch at a time, so a seeded
+    augmentation layer also gives the same views, as long as each pipeline
+    has its own layer instance (its random state advances with every
+    call). With `deterministic=False`, images or batches are augmented in
+    parallel, in whatever order the threads take them: the fast choice,
+    especially per image.
 
     Args:
         dataset: a `tf.data.Dataset` of unbatched examples: dicts with
             `"image"` (and `"label"`), as the sources here give, tuples
-            `(image, label)`, or images. Images must all have one size.
+            `(image, label)`, or images. Images of different sizes need a
+            per-image `augmentation`.
         batch_size: int, examples per batch (the global batch under a
             distribution strategy).
-        augmentation: None, or a callable mapping a batch of images to one
-            view, which must run inside `tf.data` on the current backend
-            (keras_simclr's augmentation layers and Keras's preprocessing
-            layers do; a layer written in `keras.ops` does so only on
-            TensorFlow).
+        augmentation: None, or a callable mapping images (a batch, or one
+            image in the per-image form) to one view, which must run inside
+            `tf.data` on the current backend (keras_simclr's augmentation
+            layers and Keras's preprocessing layers do; a layer written in
+            `keras.ops` does so only on TensorFlow). It is called twice for
+            the two views, or once if it returns a pair `(view_a, view_b)`.
         with_labels: bool, whether to pass the labels on when the dataset
             has them: `True` for a pretrainer with an online linear probe
             (`num_classes`) or a supervised objective (`"supcon"`), which
@@ -153,10 +264,12 @@ def pretraining_dataset(
         shuffle_buffer: int, the shuffle buffer in examples; 0 or None for
             no shuffling (e.g. after `from_image_folder(shuffle=True)`,
             which already permutes the whole file list). The buffer holds
-            decoded images: 10,000 of 224 x 224 RGB take 1.5 GB. Defaults
-            to 10,000.
+            decoded images: 10,000 of 224 x 224 RGB take 1.5 GB, more at
+            their own size (see above). Defaults to 10,000.
         cache: `False`, `True` (keep the decoded images in memory after the
-            first epoch) or a file path prefix (cache on disk).
+            first epoch) or a file path prefix (cache on disk). The cache
+            holds the images before augmentation, so every epoch still
+            gets new views.
         repeat: bool, whether to repeat the data forever (then give
             `steps_per_epoch` to `fit`). Defaults to `False`.
         drop_remainder: bool, whether to drop the last partial batch; NT-Xent
@@ -164,13 +277,21 @@ def pretraining_dataset(
         seed: int or None, the seed of the shuffle.
         deterministic: None, `True` or `False`; None means `seed is not
             None`.
+        augment_per_image: `"auto"`, `True` or `False`: whether
+            `augmentation` runs on each image before batching (`True`) or
+            on each batch (`False`, which needs images of one size).
+            `"auto"` (the default): per image when the images have no
+            single size or the views are larger than 64 pixels, per batch
+            otherwise. Needs an `augmentation` to be `True`.
 
     Returns:
         A `tf.data.Dataset` of batches, ready for `fit`.
 
     Raises:
-        ValueError: if an argument is invalid, or the examples are not
-            unbatched images of one size (with integer labels).
+        ValueError: if an argument is invalid, the examples are not
+            unbatched images (with integer labels), or the images have no
+            single size and cannot be batched as asked (no `augmentation`,
+            or `augment_per_image=False`).
 
     Example:
 
@@ -181,11 +302,15 @@ def pretraining_dataset(
     )
     pretrainer.fit(batches, epochs=100)
 
-    # Unlabelled pretraining (no `num_classes`): images only, even from a
-    # folder of class subfolders.
-    folder = keras_simclr.data.from_image_folder("photos", 96)
+    # ImageNet-sized photos: each image decoded at its own size, its two
+    # random crops taken from the whole image and resized to 224 x 224.
+    folder = keras_simclr.data.from_image_folder("photos", shuffle=True)
     batches = keras_simclr.data.pretraining_dataset(
-        folder, batch_size=256, with_labels=False
+        folder,
+        batch_size=256,
+        augmentation=keras_simclr.layers.SimCLRAugmentation(224),
+        shuffle_buffer=1000,
+        with_labels=False,  # a pretrainer without a probe takes images only
     )
     ```
     """
@@ -206,10 +331,16 @@ def pretraining_dataset(
     deterministic = _validation.check_choice(
         deterministic, "deterministic", (None, True, False)
     )
+    augment_per_image = _validation.check_choice(
+        augment_per_image, "augment_per_image", ("auto", True, False)
+    )
     if deterministic is None:
         deterministic = seed is not None
 
     dataset, labelled = _image_and_label(dataset, with_labels, "pretraining_dataset")
+    per_image = _choose_per_image(
+        augmentation, augment_per_image, _image_shape(dataset, labelled)
+    )
     dataset = _cached(dataset, cache)
     if shuffle_buffer:
         dataset = dataset.shuffle(
@@ -217,52 +348,77 @@ def pretraining_dataset(
         )
     if repeat:
         dataset = dataset.repeat()
+    make_views = lambda images: _two_views(augmentation, images)  # noqa: E731
+    # With `deterministic`, one element at a time: a seeded layer's random
+    # state then advances in the same order on every run.
+    if per_image:
+        dataset = _map_images(
+            dataset, labelled, make_views, parallel=not deterministic
+        )
     dataset = dataset.batch(
         batch_size,
         drop_remainder=drop_remainder,
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,
     )
-    if augmentation is not None:
-
-        def make_views(images):
-            return {key: augmentation(images) for key in VIEW_KEYS}
-
-        if labelled:
-            views = lambda images, labels: (make_views(images), labels)  # noqa: E731
-        else:
-            views = make_views
-        if deterministic:
-            # One batch at a time: a seeded layer's random state then
-            # advances in the same order on every run.
-            dataset = dataset.map(views)
-        else:
-            dataset = dataset.map(
-                views, num_parallel_calls=AUTOTUNE, deterministic=False
-            )
+    if augmentation is not None and not per_image:
+        dataset = _map_images(
+            dataset, labelled, make_views, parallel=not deterministic
+        )
     return dataset.prefetch(AUTOTUNE)
 
 
+def _evaluation_transform(transform):
+    """`transform` as a function of one image: a Keras layer in inference
+    mode (`training=False`), any other callable as it is."""
+    if isinstance(transform, keras.Layer):
+        return lambda image: transform(image, training=False)
+    return transform
+
+
 def evaluation_dataset(
-    dataset, batch_size, with_labels=True, cache=False, drop_remainder=False
+    dataset,
+    batch_size,
+    with_labels=True,
+    cache=False,
+    drop_remainder=False,
+    transform=None,
 ):
     """Batches for `evaluate` and `predict`: in order, every example once.
 
+    With a `transform`, each image goes through it before batching: the way
+    to evaluate on images decoded at their own size (the full-image mode of
+    `pretraining_dataset`), which cannot be batched as they are. Pass the
+    pretraining augmentation layer: a Keras layer is called with
+    `training=False`, which for `SimCLRAugmentation` is its preset's
+    evaluation transform (a central crop resized to the view size), so the
+    evaluated images are framed as the pretraining views were sized.
+
     Args:
         dataset: a `tf.data.Dataset` of unbatched examples, as for
-            `pretraining_dataset`.
+            `pretraining_dataset`. Images of different sizes need a
+            `transform`.
         batch_size: int, examples per batch.
         with_labels: bool, whether to pass the labels on when the dataset
             has them. Defaults to `True`.
-        cache: `False`, `True` (in memory) or a file path prefix.
+        cache: `False`, `True` (in memory) or a file path prefix; the
+            images are cached before `transform`, as the source gives them
+            (see `pretraining_dataset` for their size).
         drop_remainder: bool, whether to drop the last partial batch.
             Defaults to `False` (every example is seen).
+        transform: None, or a callable mapping one image `(H, W, C)` to an
+            image of a fixed size, run inside `tf.data` (as the
+            augmentation of `pretraining_dataset`); a Keras layer is called
+            with `training=False`. Defaults to None: images are batched as
+            they are.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)` or `images` batches.
 
     Raises:
-        ValueError: as `pretraining_dataset`.
+        ValueError: as `pretraining_dataset`; also if `transform` is not
+            callable, or the images have no single size and no `transform`
+            is given.
 
     Example:
 
@@ -271,14 +427,44 @@ def evaluation_dataset(
     features = encoder.predict(
         keras_simclr.data.evaluation_dataset(test, 512, with_labels=False)
     )
+
+    # Images decoded at their own size, framed by the evaluation transform
+    # of the pretraining augmentation (central crop, resized to 224).
+    validation = keras_simclr.data.from_image_folder("imagenet/val")
+    batches = keras_simclr.data.evaluation_dataset(
+        validation, 256, transform=keras_simclr.layers.SimCLRAugmentation(224)
+    )
     ```
     """
     batch_size = _validation.check_int(batch_size, "batch_size")
     with_labels = _validation.check_bool(with_labels, "with_labels")
     cache = _validate_cache(cache)
     drop_remainder = _validation.check_bool(drop_remainder, "drop_remainder")
-    dataset, _ = _image_and_label(dataset, with_labels, "evaluation_dataset")
+    if transform is not None and not callable(transform):
+        raise ValueError(
+            "`transform` must be None or a callable such as a "
+            f"SimCLRAugmentation layer. Received: transform={transform!r}"
+        )
+    dataset, labelled = _image_and_label(dataset, with_labels, "evaluation_dataset")
+    shape = _image_shape(dataset, labelled)
+    if transform is None and not _has_one_size(shape):
+        raise ValueError(
+            "evaluation_dataset() batches the images as they are when "
+            "`transform` is None, so they must all have one size. Received "
+            f"images of shape {tuple(shape)} (decoded at their own size): pass "
+            "`transform`, e.g. the pretraining SimCLRAugmentation layer (its "
+            "evaluation transform: a central crop resized to the view size), "
+            "or pass `image_size` to the source. Received: transform=None"
+        )
     dataset = _cached(dataset, cache)
+    if transform is not None:
+        dataset = _map_images(
+            dataset,
+            labelled,
+            _evaluation_transform(transform),
+            parallel=True,
+            deterministic=True,
+        )
     dataset = dataset.batch(
         batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE
     )

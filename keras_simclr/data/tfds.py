@@ -83,11 +83,17 @@ def from_tfds(
     unlabelled parts (`"train+unlabelled"`) also comes without labels; pass
     `with_labels=True` to keep them, -1 marking the unlabelled images.
 
-    Images come as tfds decodes them (uint8). Datasets of one image size
-    (CIFAR-10, STL-10) batch as they are; for datasets of varying sizes
-    (ImageNet) pass `image_size`: each image is then resized as in
+    Images come as tfds decodes them (uint8), at their own size unless
+    `image_size` is given. Datasets of one image size (CIFAR-10, STL-10)
+    batch as they are. Datasets of varying sizes (ImageNet) are best left
+    at their own size for pretraining on views larger than 64 pixels:
+    `pretraining_dataset` with an `augmentation` then takes each random
+    resized crop from the whole image (per image, before batching), and
+    `evaluation_dataset` with a `transform` frames each image for
+    evaluation. With `image_size`, each image is instead resized as in
     `from_image_folder` (central crop to the target aspect ratio, then
-    antialiased resize, with `crop_to_aspect_ratio=True`).
+    antialiased resize, with `crop_to_aspect_ratio=True`), which batches
+    without per-image augmentation.
 
     Args:
         name: tfds name, with config and version where needed (e.g.
@@ -98,7 +104,8 @@ def from_tfds(
             (`$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
         download: bool, whether to download and prepare the dataset when
             it is not prepared. Defaults to `False`.
-        image_size: None (keep the size) or an int or `(height, width)`.
+        image_size: None (each image at its own size, the default) or an
+            int or `(height, width)`.
         crop_to_aspect_ratio: bool, as in `from_image_folder`.
         interpolation: resize method, as in `from_image_folder`.
         with_labels: `"auto"`, `True` or `False` (see above).
@@ -133,8 +140,15 @@ def from_tfds(
     ```python
     train = keras_simclr.data.from_tfds("cifar10", split="train")
     unlabelled = keras_simclr.data.from_tfds("stl10", split="unlabelled")
+    # Full images, two random crops of each resized to 224:
     imagenet = keras_simclr.data.from_tfds(
-        "imagenet2012", image_size=256, shuffle_files=True, seed=0
+        "imagenet2012", shuffle_files=True, seed=0
+    )
+    batches = keras_simclr.data.pretraining_dataset(
+        imagenet,
+        batch_size=256,
+        augmentation=keras_simclr.layers.SimCLRAugmentation(224),
+        shuffle_buffer=1000,
     )
     ```
     """

@@ -13,6 +13,8 @@ from keras import ops
 
 from keras_simclr import _validation
 from keras_simclr import distribute
+from keras_simclr.models.simclr_classifier import SimCLRClassifier
+from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
 
 # Indices of training features are handled as float32, exact up to 2**24.
 MAX_TRAIN_FEATURES = 2**24
@@ -168,16 +170,21 @@ def knn_accuracy(
     batch_size=256,
     num_classes=None,
     chunk_size=256,
+    preprocessing=None,
 ):
     """Weighted kNN accuracy of an encoder's frozen features.
 
     Computes the features of the training and test images once, with
     `training=False` (batch norm in inference mode), and classifies each test
-    image by `knn_scores` among the training features.
+    image by `knn_scores` among the training features. Given a
+    `SimCLRPretrainer` (or a `SimCLRClassifier`), the features are its
+    encoder's, of the images after its evaluation transform (see
+    `extract_features`).
 
     Args:
-        encoder: a Keras model or layer from images to feature vectors
-            `(N, F)`, e.g. `SimCLRPretrainer.encoder`.
+        encoder: a `SimCLRPretrainer` or `SimCLRClassifier`, or a Keras
+            model or layer from images to feature vectors `(N, F)`, e.g.
+            `SimCLRPretrainer.encoder`.
         train_data: the labelled images the neighbours come from: a tuple
             `(images, labels)` of arrays, or a `tf.data.Dataset` yielding
             `(images, labels)`, batched or not.
@@ -190,6 +197,9 @@ def knn_accuracy(
         num_classes: int >= 2, or `None` to take the largest label plus one.
         chunk_size: positive int, test images scored at once (see
             `knn_scores`). Defaults to 256.
+        preprocessing: a callable applied to each batch of images before
+            the encoder, or None: the evaluation transform of a given
+            pretrainer or classifier, else the images as they are.
 
     Returns:
         A dict with `"top1"`, the fraction of test images whose class has the
@@ -204,8 +214,7 @@ def knn_accuracy(
 
     ```python
     result = keras_simclr.evaluation.knn_accuracy(
-        pretrainer.encoder, (train_images, train_labels),
-        (test_images, test_labels),
+        pretrainer, (train_images, train_labels), (test_images, test_labels),
     )
     print(result["top1"], result["top5"])
     ```
@@ -215,11 +224,14 @@ def knn_accuracy(
     """
     _check_knn_arguments(k, temperature, chunk_size)
     _validation.check_num_classes(num_classes, allow_none=True)
+    encoder, preprocessing = resolve_encoder(encoder, preprocessing)
     train_features, train_labels = extract_features(
-        encoder, train_data, batch_size=batch_size, name="train_data"
+        encoder, train_data, batch_size=batch_size, name="train_data",
+        preprocessing=preprocessing,
     )
     test_features, test_labels = extract_features(
-        encoder, test_data, batch_size=batch_size, name="test_data"
+        encoder, test_data, batch_size=batch_size, name="test_data",
+        preprocessing=preprocessing,
     )
     num_classes = resolve_num_classes(num_classes, train_labels, test_labels)
     scores = knn_scores(
@@ -234,8 +246,20 @@ def knn_accuracy(
     return top_k_accuracies(scores, test_labels)
 
 
-def extract_features(encoder, data, batch_size=256, name="data"):
+def extract_features(
+    encoder, data, batch_size=256, name="data", preprocessing=None
+):
     """Features of labelled images by a frozen encoder.
+
+    Each batch of images goes through `preprocessing` first, when there is
+    one. Given a `SimCLRPretrainer` or a `SimCLRClassifier`, the features
+    are those of its `encoder`, and `preprocessing` defaults to its
+    `evaluation_views`, the evaluation transform that its own inference
+    applies: images at the view size pass unchanged, images of another size
+    get the augmentation's `training=False` transform (for the `"imagenet"`
+    preset, a centre crop of 87.5% resized bicubically to the view size; for
+    `"cifar"`, the whole image resized bilinearly). A bare encoder takes the
+    images as they are, unless `preprocessing` is given.
 
     The encoder runs with `training=False`. A Keras model runs through its
     compiled `predict_on_batch`, each batch padded (by repeating its last
@@ -244,36 +268,43 @@ def extract_features(encoder, data, batch_size=256, name="data"):
     features. Another layer is called directly.
 
     Args:
-        encoder: a Keras model or layer from images to feature vectors
-            `(N, F)`.
+        encoder: a `SimCLRPretrainer` or `SimCLRClassifier`, or a Keras
+            model or layer from images to feature vectors `(N, F)`.
         data: a tuple `(images, labels)` of arrays, or a `tf.data.Dataset`
             yielding `(images, labels)`, batched or not.
         batch_size: positive int, images per forward pass (for arrays and
             unbatched datasets). Defaults to 256.
         name: the name of `data` in error messages.
+        preprocessing: a callable from a batch of images to the encoder's
+            input (such as `pretrainer.evaluation_views`), or None (see
+            above).
 
     Returns:
         A tuple `(features, labels)`: a float32 NumPy array `(N, F)` and an
         int64 NumPy array `(N,)`.
 
     Raises:
-        ValueError: if `encoder` is not a Keras layer, `data` is not one of
-            the accepted forms, the labels are not non-negative integers, or
-            the encoder does not give one feature vector per image.
+        ValueError: if `encoder` is not a Keras layer, `preprocessing` is
+            neither callable nor None, `data` is not one of the accepted
+            forms, the labels are not non-negative integers, or the encoder
+            does not give one feature vector per image.
 
     Example:
 
     ```python
     features, labels = keras_simclr.evaluation.extract_features(
-        pretrainer.encoder, (images, labels), batch_size=512
+        pretrainer, (images, labels), batch_size=512
     )
     ```
     """
-    check_encoder(encoder)
+    encoder, preprocessing = resolve_encoder(encoder, preprocessing)
     _validation.check_int(batch_size, "batch_size")
     features, labels = [], []
     for images, batch_labels in iterate_batches(data, batch_size, name):
-        batch_features = _encode_batch(encoder, images, batch_size)
+        inputs = images
+        if preprocessing is not None:
+            inputs = ops.convert_to_numpy(preprocessing(images))
+        batch_features = _encode_batch(encoder, inputs, batch_size)
         if batch_features.ndim != 2 or len(batch_features) != len(images):
             raise ValueError(
                 "`encoder` must map a batch of images to feature vectors "
@@ -367,6 +398,30 @@ def check_encoder(encoder):
         "encoder",
         description="a Keras model or layer that maps images to feature vectors",
     )
+
+
+def check_preprocessing(preprocessing):
+    """Refuses a `preprocessing` that is neither callable nor None."""
+    if preprocessing is not None and not callable(preprocessing):
+        raise ValueError(
+            "`preprocessing` must be a callable from a batch of images to the "
+            "encoder's input, or None. Received: "
+            f"preprocessing={preprocessing!r}"
+        )
+
+
+def resolve_encoder(encoder, preprocessing):
+    """`(encoder, preprocessing)` to compute features with: a
+    `SimCLRPretrainer` or `SimCLRClassifier` gives its `encoder` and, unless
+    `preprocessing` is given, its `evaluation_views`; a bare encoder comes
+    back with `preprocessing` as given."""
+    check_encoder(encoder)
+    check_preprocessing(preprocessing)
+    if isinstance(encoder, (SimCLRPretrainer, SimCLRClassifier)):
+        if preprocessing is None:
+            preprocessing = encoder.evaluation_views
+        encoder = encoder.encoder
+    return encoder, preprocessing
 
 
 def _check_knn_arguments(k, temperature, chunk_size):

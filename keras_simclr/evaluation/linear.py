@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_simclr import _validation
 from keras_simclr.evaluation.knn import extract_features
+from keras_simclr.evaluation.knn import resolve_encoder
 from keras_simclr.evaluation.knn import resolve_num_classes
 from keras_simclr.evaluation.knn import top_k_accuracies
 
@@ -22,6 +23,7 @@ def linear_evaluation(
     weight_decay=0.0,
     standardize=True,
     verbose=0,
+    preprocessing=None,
 ):
     """Top-1 and top-5 accuracy of a linear classifier on frozen features.
 
@@ -31,10 +33,17 @@ def linear_evaluation(
     images.
 
     The features of both sets are computed once, with `training=False`
-    (batch norm in inference mode). With `standardize=True`, each feature is
-    shifted and scaled to zero mean and unit variance over the training set
-    (the same shift and scale applied to the test set), which makes the
-    problem well conditioned for a first-order optimiser. The classifier is a
+    (batch norm in inference mode). Given a `SimCLRPretrainer` (or a
+    `SimCLRClassifier`), they are its encoder's features of the images after
+    its evaluation transform, as `extract_features` computes them: images at
+    the view size pass unchanged, others get the augmentation's
+    `training=False` transform (for the `"imagenet"` preset, a centre crop
+    of 87.5% resized bicubically to the view size).
+
+    With `standardize=True`, each feature is shifted and scaled to zero mean
+    and unit variance over the training set (the same shift and scale
+    applied to the test set), which makes the problem well conditioned for
+    a first-order optimiser. The classifier is a
     float32 `keras.layers.Dense(num_classes)` with zero initial weights,
     trained with Adam on the mean softmax cross-entropy plus
     `weight_decay * sum(kernel ** 2)`, for `epochs` passes over the shuffled
@@ -46,8 +55,9 @@ def linear_evaluation(
     `weight_decay = 1 / (2 * C * num_train_images)`).
 
     Args:
-        encoder: a Keras model or layer from images to feature vectors
-            `(N, F)`, e.g. `SimCLRPretrainer.encoder`.
+        encoder: a `SimCLRPretrainer` or `SimCLRClassifier`, or a Keras
+            model or layer from images to feature vectors `(N, F)`, e.g.
+            `SimCLRPretrainer.encoder`.
         train_data: a tuple `(images, labels)` of arrays, or a
             `tf.data.Dataset` yielding `(images, labels)`, batched or not.
         test_data: the images to score, in the same forms.
@@ -64,6 +74,9 @@ def linear_evaluation(
             training set's mean and standard deviation. Defaults to True.
         verbose: the classifier's `fit()` verbosity, 0, 1 or 2. Defaults
             to 0.
+        preprocessing: a callable applied to each batch of images before
+            the encoder, or None: the evaluation transform of a given
+            pretrainer or classifier, else the images as they are.
 
     Returns:
         A dict with `"top1"`, the test accuracy, and, when there are more than
@@ -77,7 +90,7 @@ def linear_evaluation(
 
     ```python
     result = keras_simclr.evaluation.linear_evaluation(
-        pretrainer.encoder, (train_images, train_labels),
+        pretrainer, (train_images, train_labels),
         (test_images, test_labels), epochs=100,
     )
     print(result["top1"], result["top5"])
@@ -96,11 +109,14 @@ def linear_evaluation(
     if isinstance(verbose, bool):  # Keras reads False and True as 0 and 1
         verbose = int(verbose)
     verbose = _validation.check_choice(verbose, "verbose", (0, 1, 2))
+    encoder, preprocessing = resolve_encoder(encoder, preprocessing)
     train_features, train_labels = extract_features(
-        encoder, train_data, batch_size=batch_size, name="train_data"
+        encoder, train_data, batch_size=batch_size, name="train_data",
+        preprocessing=preprocessing,
     )
     test_features, test_labels = extract_features(
-        encoder, test_data, batch_size=batch_size, name="test_data"
+        encoder, test_data, batch_size=batch_size, name="test_data",
+        preprocessing=preprocessing,
     )
     num_classes = resolve_num_classes(num_classes, train_labels, test_labels)
     if standardize:

@@ -219,8 +219,10 @@ class RandomColorDistortion(ImageDataLayer):
     `random_order=True`, independently for every image of the batch. With
     probability `jitter_probability` the image gets brightness, contrast,
     saturation and hue changes of strengths `0.8 s`, `0.8 s`, `0.8 s` and
-    `0.2 s` (`s = strength`), in a random order, each followed by clipping to
-    the value range; then, with probability `grayscale_probability`, it is
+    `0.2 s` (`s = strength`), or the ranges given by `brightness`,
+    `contrast`, `saturation` and `hue`, in a random order, each followed by
+    clipping to the value range; then, with probability
+    `grayscale_probability`, it is
     replaced by its luma (weights `0.2989, 0.587, 0.114`, as
     `tf.image.rgb_to_grayscale`) on all three channels.
 
@@ -231,18 +233,26 @@ class RandomColorDistortion(ImageDataLayer):
     so this is what the RGB distortion does to the image repeated on three
     channels, and the view keeps the single channel that the encoder takes.
 
+    With `b`, `c`, `sat` and `h` the ranges of brightness, contrast,
+    saturation and hue (by default `0.8 s`, `0.8 s`, `0.8 s` and `0.2 s`):
+
     - brightness: `impl="v2"` multiplies by a factor drawn from
-      `U(max(0, 1 - 0.8 s), 1 + 0.8 s)`; `impl="v1"` adds a delta drawn from
-      `U(-0.8 s, 0.8 s)` (`tf.image.random_brightness`).
+      `U(max(0, 1 - b), 1 + b)`; `impl="v1"` adds a delta drawn from
+      `U(-b, b)` (`tf.image.random_brightness`).
     - contrast: scales each channel around its mean by a factor from
-      `U(max(0, 1 - 0.8 s), 1 + 0.8 s)` (`tf.image.adjust_contrast`).
+      `U(max(0, 1 - c), 1 + c)` (`tf.image.adjust_contrast`).
     - saturation: scales the HSV saturation by a factor from
-      `U(max(0, 1 - 0.8 s), 1 + 0.8 s)` and clips it to 1, as
+      `U(max(0, 1 - sat), 1 + sat)` and clips it to 1, as
       `tf.image.adjust_saturation` (torchvision blends with the grayscale
       image instead).
-    - hue: rotates the HSV hue by `U(-0.2 s, 0.2 s)` of the circle, as
+    - hue: rotates the HSV hue by `U(-h, h)` of the circle, as
       `tf.image.adjust_hue` (an exact HSV rotation, not the YIQ
       approximation).
+
+    BYOL's colour jitter is `brightness=0.4, contrast=0.4, saturation=0.2,
+    hue=0.1` with `impl="v1"` (its brightness change is additive), jitter
+    probability 0.8 and grayscale probability 0.2. A range of 0 leaves that
+    property unchanged.
 
     The random order is exact but cheap: saturation and hue change
     independent HSV coordinates and keep pixels in range, so they commute,
@@ -269,6 +279,14 @@ class RandomColorDistortion(ImageDataLayer):
             converting an image to grayscale. Defaults to `0.2`.
         impl: `"v1"` or `"v2"`, the SimCLR version whose brightness change is
             used (additive or multiplicative). Defaults to `"v2"`.
+        brightness: non-negative float or `None` (the default:
+            `0.8 * strength`), the range `b` of the brightness change.
+        contrast: non-negative float or `None` (the default:
+            `0.8 * strength`), the range `c` of the contrast factor.
+        saturation: non-negative float or `None` (the default:
+            `0.8 * strength`), the range `sat` of the saturation factor.
+        hue: float in `[0, 0.5]` or `None` (the default: `0.2 * strength`),
+            the range `h` of the hue rotation, in turns.
         value_range: tuple `(low, high)`, the range of the input values.
             Defaults to `(0, 255)`.
         seed: int or `None`, seed of the layer's random draws.
@@ -290,12 +308,19 @@ class RandomColorDistortion(ImageDataLayer):
     layer = keras_simclr.layers.RandomColorDistortion(strength=0.5, seed=0)
     images = np.random.uniform(0, 255, size=(8, 32, 32, 3))
     distorted = layer(images)
+
+    # BYOL's colour jitter:
+    byol = keras_simclr.layers.RandomColorDistortion(
+        brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, impl="v1"
+    )
     ```
 
     References:
         - [Chen et al., 2020](https://arxiv.org/abs/2002.05709), SimCLR,
           Appendix A.
         - [Chen et al., 2020](https://arxiv.org/abs/2006.10029), SimCLR v2.
+        - [Grill et al., 2020](https://arxiv.org/abs/2006.07733), BYOL,
+          Appendix B.
     """
 
     def __init__(
@@ -304,6 +329,10 @@ class RandomColorDistortion(ImageDataLayer):
         jitter_probability=0.8,
         grayscale_probability=0.2,
         impl="v2",
+        brightness=None,
+        contrast=None,
+        saturation=None,
+        hue=None,
         value_range=(0, 255),
         seed=None,
         **kwargs,
@@ -316,11 +345,37 @@ class RandomColorDistortion(ImageDataLayer):
             grayscale_probability, "grayscale_probability"
         )
         impl = _validation.check_choice(impl, "impl", IMPLEMENTATIONS)
+        brightness = _validation.check_number(
+            brightness, "brightness", minimum=0, allow_none=True
+        )
+        contrast = _validation.check_number(
+            contrast, "contrast", minimum=0, allow_none=True
+        )
+        saturation = _validation.check_number(
+            saturation, "saturation", minimum=0, allow_none=True
+        )
+        hue = _validation.check_number(
+            hue, "hue", minimum=0, maximum=0.5, allow_none=True
+        )
         super().__init__(value_range=value_range, seed=seed, **kwargs)
         self.strength = strength
         self.jitter_probability = jitter_probability
         self.grayscale_probability = grayscale_probability
         self.impl = impl
+        self.brightness = brightness
+        self.contrast = contrast
+        self.saturation = saturation
+        self.hue = hue
+
+    def jitter_ranges(self):
+        """The ranges `(brightness, contrast, saturation, hue)` in use: the
+        overrides where given, else SimCLR's `0.8 s, 0.8 s, 0.8 s, 0.2 s`."""
+        defaults = (0.8 * self.strength,) * 3 + (0.2 * self.strength,)
+        given = (self.brightness, self.contrast, self.saturation, self.hue)
+        return tuple(
+            float(default if value is None else value)
+            for value, default in zip(given, defaults)
+        )
 
     def build(self, input_shape):
         check_channels(self.__class__.__name__, input_shape)
@@ -348,23 +403,23 @@ class RandomColorDistortion(ImageDataLayer):
         """
         bnp = self.backend.numpy
         shape = (batch_size,)
-        scale = 0.8 * self.strength
-        hue = 0.2 * self.strength
+        brightness, contrast, saturation, hue = self.jitter_ranges()
+
+        def factor_range(amount):
+            return (max(0.0, 1.0 - amount), 1.0 + amount)
+
         if self.impl == "v1":
-            brightness = self._uniform(shape, -scale, scale)
+            brightness = self._uniform(shape, -brightness, brightness)
         else:
-            brightness = self._uniform(
-                shape, max(0.0, 1.0 - scale), 1.0 + scale
-            )
-        factor_range = (max(0.0, 1.0 - scale), 1.0 + scale)
+            brightness = self._uniform(shape, *factor_range(brightness))
         # argsort of argsort turns random keys into a random permutation.
         keys = self._uniform((batch_size, 4))
         return {
             "jitter": self._uniform(shape) < self.jitter_probability,
             "ranks": bnp.argsort(bnp.argsort(keys, axis=1), axis=1),
             "brightness": brightness,
-            "contrast": self._uniform(shape, *factor_range),
-            "saturation": self._uniform(shape, *factor_range),
+            "contrast": self._uniform(shape, *factor_range(contrast)),
+            "saturation": self._uniform(shape, *factor_range(saturation)),
             "hue": self._uniform(shape, -hue, hue),
             "grayscale": self._uniform(shape) < self.grayscale_probability,
         }
@@ -384,7 +439,7 @@ class RandomColorDistortion(ImageDataLayer):
         bnp = self.backend.numpy
         images = bnp.clip(images, 0.0, 1.0)
         planes = _split_channels(self.backend, images)
-        if self.jitter_probability > 0.0 and self.strength > 0.0:
+        if self.jitter_probability > 0.0 and max(self.jitter_ranges()) > 0.0:
             jittered = self._jitter(planes, transformation)
             weight = self._mask(transformation["jitter"])
             planes = [_blend(a, b, weight) for a, b in zip(planes, jittered)]
@@ -485,6 +540,10 @@ class RandomColorDistortion(ImageDataLayer):
                 "jitter_probability": self.jitter_probability,
                 "grayscale_probability": self.grayscale_probability,
                 "impl": self.impl,
+                "brightness": self.brightness,
+                "contrast": self.contrast,
+                "saturation": self.saturation,
+                "hue": self.hue,
             }
         )
         return config

@@ -8,10 +8,12 @@ and what was received, before the first step.
 
 import contextlib
 
+import keras
 import numpy as np
 
 from keras_simclr import _validation
 from keras_simclr.layers.data_layer import check_value_range
+from keras_simclr.layers.augmentation_pair import AugmentationPair
 from keras_simclr.layers.data_layer import value_range_error_from_graph
 
 VIEW_KEYS = ("view_a", "view_b")
@@ -40,6 +42,25 @@ class PretrainerInputChecks:
                 f"`{argument}` has {shape[-1]} channels but the encoder expects "
                 f"{channels}. Received: {argument}.shape={shape}"
             )
+
+    def _augmented_view_shape(self, input_shape):
+        """The shape of the views the augmentation makes of `input_shape`;
+        the two views of an augmentation pair must agree."""
+        if not isinstance(self.augmentation, AugmentationPair):
+            return tuple(self.augmentation.compute_output_shape(input_shape))
+        shape_a, shape_b = (
+            tuple(view.compute_output_shape(input_shape))
+            for view in (self.augmentation.view_a, self.augmentation.view_b)
+        )
+        if shape_a != shape_b:
+            raise ValueError(
+                "The two views of `augmentation` must have one shape, to "
+                "go through the encoder as one batch. Received: "
+                f"augmentation making views of shapes {shape_a} (view_a) "
+                f"and {shape_b} (view_b) from images of shape "
+                f"{tuple(input_shape)}"
+            )
+        return shape_a
 
     def _check_view_size(self, view_shape, given_views):
         """Refuses views whose size the encoder's input cannot take."""
@@ -227,6 +248,32 @@ def pipeline_errors_as_value_errors():
         if replacement is None:
             raise
         raise replacement from None
+
+
+def augmentation_layer(augmentation):
+    """The pretrainer's `augmentation`: None, a layer, or a pair of view
+    layers; a tuple or list `(view_a, view_b)` becomes an
+    `AugmentationPair`."""
+    if isinstance(augmentation, (tuple, list)):
+        if len(augmentation) != 2 or not all(
+            isinstance(layer, keras.layers.Layer) for layer in augmentation
+        ):
+            raise ValueError(
+                "`augmentation` given as a tuple must hold two Keras layers, "
+                "`(view_a, view_b)`, one per view. Received: augmentation="
+                f"{type(augmentation).__name__} of {len(augmentation)} "
+                f"items: {augmentation!r}"
+            )
+        return AugmentationPair(*augmentation, name="augmentation_pair")
+    return _validation.check_layer(
+        augmentation,
+        "augmentation",
+        allow_none=True,
+        description=(
+            "a Keras layer that maps images to one view, an "
+            "AugmentationPair, or a tuple (view_a, view_b) of two layers"
+        ),
+    )
 
 
 def check_view_keys(inputs, name="x"):

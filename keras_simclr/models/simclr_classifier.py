@@ -5,6 +5,7 @@ import copy
 import keras
 from keras import ops
 
+from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
 from keras_simclr.layers.projection_head import ProjectionHead
 from keras_simclr.models._frozen_parts import FrozenPartsMixin
@@ -54,6 +55,18 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
     `call(images)` returns logits `(batch, num_classes)`: compile with a
     loss `from_logits=True`, or let `compile()` fill in its defaults.
 
+    Evaluation transform: at inference (`training=False`: `predict`,
+    `evaluate`, `export_outputs`, a call without `training=True`), images
+    go through `evaluation_views` first, as the pretrainer's do: images
+    whose height and width equal the view size of `evaluation_transform`
+    pass unchanged, images of another size get its inference call
+    (`training=False`). Built from a `SimCLRPretrainer`, the transform is
+    the pretrainer's (its augmentation's, e.g. for the `"imagenet"` preset
+    a centre crop of 87.5% of the image resized bicubically to the view
+    size, as the official SimCLR evaluation). Training steps take the
+    images as given, as before: augment them in the input pipeline. The
+    transform is saved with the classifier and restored with it.
+
     Args:
         pretrainer_or_encoder: a `keras_simclr.models.SimCLRPretrainer`,
             whose `encoder` and `projection_head` are used; or any Keras
@@ -70,10 +83,16 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         mode: `"finetune"` (default) or `"linear"`, see above.
         dropout: float in [0, 1), dropout rate on the classifier's input
             during training; 0 (default) as the official code.
+        evaluation_transform: a Keras layer whose inference call
+            (`training=False`) maps images of any size to the encoder's
+            input, such as a `keras_simclr.layers.SimCLRAugmentation`; or
+            None (default): the pretrainer's `evaluation_transform` when
+            `pretrainer_or_encoder` is a pretrainer, else no transform.
         **kwargs: passed to `keras.Model` (name, dtype, ...).
 
     Call arguments:
-        images: a batch of images, as the encoder takes them.
+        images: a batch of images, as the encoder takes them, or, at
+            inference, of any size the evaluation transform takes.
         training: whether the model runs in training mode (batch norm
             statistics, dropout). In `"linear"` mode the encoder and the
             head always run in inference mode.
@@ -115,6 +134,7 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         projection_head=None,
         mode="finetune",
         dropout=0.0,
+        evaluation_transform=None,
         **kwargs,
     ):
         # Applied once the sublayers exist (a config restores it here).
@@ -126,8 +146,13 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
             description="a SimCLRPretrainer, or a Keras model or layer that maps "
             "images to feature vectors",
         )
+        _validation.check_layer(
+            evaluation_transform, "evaluation_transform", allow_none=True
+        )
         encoder = pretrainer_or_encoder
         if isinstance(pretrainer_or_encoder, SimCLRPretrainer):
+            if evaluation_transform is None:
+                evaluation_transform = pretrainer_or_encoder.evaluation_transform
             if projection_head is not None:
                 raise ValueError(
                     "`projection_head` cannot be given with a pretrainer: the "
@@ -197,6 +222,9 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
             dtype=self.dtype_policy,
             name="linear_classifier",
         )
+        # The pretrainer's augmentation object itself, as the encoder; only
+        # its inference call runs here.
+        self.evaluation_transform = evaluation_transform
         if not trainable:
             freeze(self)
 
@@ -223,6 +251,14 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
+        if self.evaluation_transform is not None:
+            if not self.evaluation_transform.built:
+                self.evaluation_transform.build(input_shape)
+            size = _evaluation_transform.view_size(
+                self.evaluation_transform, input_shape
+            )
+            if size is not None and len(input_shape) == 4:
+                input_shape = (input_shape[0], *size, input_shape[-1])
         if not self.encoder.built:
             self.encoder.build(input_shape)
         feature_shape = tuple(self.encoder.compute_output_shape(input_shape))
@@ -276,11 +312,20 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         outputs["logits"] = self.linear_classifier(hidden)
         return outputs
 
+    def evaluation_views(self, images):
+        """The encoder's inputs for `images` at inference: unchanged at the
+        view size of `evaluation_transform` (or without one), else its
+        inference call (`training=False`)."""
+        return _evaluation_transform.apply(self.evaluation_transform, images)
+
     def call(self, images, training=None):
+        if not training:
+            images = self.evaluation_views(images)
         return self._forward(images, training)["logits"]
 
     def export_outputs(self, images):
-        """Inference outputs for export, as a dict.
+        """Inference outputs for export, as a dict, on
+        `evaluation_views(images)`.
 
         Returns:
             `{"features": encoder output, "logits": logits}`, plus
@@ -289,7 +334,7 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         """
         if not self.built:
             self.build(tuple(images.shape))
-        return self._forward(images, training=False)
+        return self._forward(self.evaluation_views(images), training=False)
 
     # === Training entry points ===
 
@@ -370,6 +415,11 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
                 ),
                 "mode": self.mode,
                 "dropout": self.dropout,
+                "evaluation_transform": (
+                    keras.saving.serialize_keras_object(self.evaluation_transform)
+                    if self.evaluation_transform is not None
+                    else None
+                ),
             }
         )
         return config
@@ -378,7 +428,8 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
     def from_config(cls, config):
         # Deserialising a functional model consumes parts of its config.
         config = copy.deepcopy(config)
-        for key in ("pretrainer_or_encoder", "projection_head"):
+        keys = ("pretrainer_or_encoder", "projection_head", "evaluation_transform")
+        for key in keys:
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)

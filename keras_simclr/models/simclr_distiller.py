@@ -5,6 +5,7 @@ import copy
 import keras
 from keras import ops
 
+from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
 from keras_simclr import distribute
 from keras_simclr.losses.distillation import distillation_loss
@@ -51,7 +52,21 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
     `call(images)` returns the student's logits (in training, where the
     loss needs both, a dict of the student's `"logits"` and the
     `"teacher_logits"` on the augmented view). `evaluate()` scores the
-    un-augmented images.
+    images after the evaluation transform, teacher and student alike.
+
+    Evaluation transform: at inference (`training=False`: `predict`,
+    `evaluate`, `export_outputs`), images go through `evaluation_views`
+    first: images whose height and width equal the view size of
+    `evaluation_transform` pass unchanged, images of another size get its
+    inference call (`training=False`). The transform is that of
+    `augmentation` when it declares a view size (the library's augmentation
+    layers, with their `image_size`; for `SimCLRAugmentation`'s
+    `"imagenet"` preset, a centre crop of 87.5% of the image resized
+    bicubically to the view size), else the teacher's
+    `evaluation_transform` (a `SimCLRClassifier` built from a pretrainer
+    has the pretrainer's), else `augmentation`'s inference call if there is
+    an augmentation, else none. It is restored with the model, from the
+    augmentation or the teacher.
 
     Args:
         teacher: a Keras model or layer that maps images to logits
@@ -178,6 +193,12 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
             if not self.augmentation.built:
                 self.augmentation.build(input_shape)
             view_shape = tuple(self.augmentation.compute_output_shape(input_shape))
+        elif self.evaluation_transform is not None and len(input_shape) == 4:
+            size = _evaluation_transform.view_size(
+                self.evaluation_transform, input_shape
+            )
+            if size is not None:
+                view_shape = (input_shape[0], *size, input_shape[-1])
         output_shapes = {}
         for name, model in (("teacher", self.teacher), ("student", self.student)):
             if not model.built:
@@ -202,9 +223,27 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
 
     # === Forward pass ===
 
+    @property
+    def evaluation_transform(self):
+        """The layer whose inference call is the evaluation transform (see
+        the class docstring), or None."""
+        own = _evaluation_transform.transform_layer(self.augmentation)
+        if _evaluation_transform.view_size(own) is not None:
+            return own
+        teacher_transform = getattr(self.teacher, "evaluation_transform", None)
+        if isinstance(teacher_transform, keras.layers.Layer):
+            return teacher_transform
+        return own
+
+    def evaluation_views(self, images):
+        """The inputs of teacher and student for `images` at inference:
+        unchanged at the view size of `evaluation_transform` (or without
+        one), else its inference call (`training=False`)."""
+        return _evaluation_transform.apply(self.evaluation_transform, images)
+
     def call(self, images, training=False):
         if not training:
-            return self.student(images, training=False)
+            return self.student(self.evaluation_views(images), training=False)
         if self.augmentation is not None:
             images = self.augmentation(images, training=True)
         return {
@@ -216,9 +255,10 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
         return ops.stop_gradient(self.teacher(images, training=False))
 
     def export_outputs(self, images):
-        """Inference outputs of the student for export: its own
-        `export_outputs(images)` if it has one (a `SimCLRClassifier`), else
-        `{"logits": student(images)}`."""
+        """Inference outputs of the student for export, on
+        `evaluation_views(images)`: its own `export_outputs` if it has one
+        (a `SimCLRClassifier`), else `{"logits": student(images)}`."""
+        images = self.evaluation_views(images)
         if hasattr(self.student, "export_outputs"):
             return self.student.export_outputs(images)
         return {"logits": self.student(images, training=False)}
@@ -237,9 +277,9 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
             student_logits = y_pred["logits"]
             teacher_logits = y_pred["teacher_logits"]
         else:
-            # evaluate(): the un-augmented images, teacher in inference mode.
+            # evaluate(): the evaluation views, teacher in inference mode.
             student_logits = y_pred
-            teacher_logits = self._teacher_logits(x)
+            teacher_logits = self._teacher_logits(self.evaluation_views(x))
         student_logits = ops.cast(student_logits, "float32")
         teacher_logits = ops.cast(teacher_logits, "float32")
         distillation = ops.mean(

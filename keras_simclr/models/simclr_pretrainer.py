@@ -5,14 +5,17 @@ import copy
 import keras
 from keras import ops
 
+from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
 from keras_simclr import cpu_defaults
 from keras_simclr import distribute
 from keras_simclr import objectives
 from keras_simclr.layers.projection_head import ProjectionHead
+from keras_simclr.layers.augmentation_pair import AugmentationPair
 from keras_simclr.models import _legacy_layout
 from keras_simclr.models._compile import restore_compiled_state
 from keras_simclr.models._pretrainer_inputs import PretrainerInputChecks
+from keras_simclr.models._pretrainer_inputs import augmentation_layer
 from keras_simclr.models._pretrainer_inputs import check_view_keys
 from keras_simclr.models._pretrainer_inputs import input_shape_of
 from keras_simclr.models._pretrainer_inputs import pipeline_errors_as_value_errors
@@ -51,11 +54,14 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
     Outputs of `call` (a dict): `features` (encoder output), `projection`
     (head output) and, with a probe, `probe_logits`. In training, and for
     dict inputs, they cover the `2N` views (first all `view_a`, then all
-    `view_b`); `predict(images)` gives them for the un-augmented images.
+    `view_b`); `predict(images)` gives them for the images after the
+    evaluation transform (`evaluation_views`: images at the view size pass
+    unchanged, others get the augmentation's `training=False` transform,
+    for the `"imagenet"` preset a centre crop of 87.5% resized bicubically).
 
     `evaluate()` reports the same metrics as `fit()`, on two augmented views
     of each image with batch norm in inference mode; the probe is evaluated on
-    the un-augmented images.
+    the images after the evaluation transform.
 
     Args:
         encoder: a Keras model or layer that maps images to a feature vector
@@ -63,7 +69,12 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             `keras.applications` with `include_top=False, pooling="avg"`.
         augmentation: a layer that maps images to one random view (a
             `keras_simclr.layers.SimCLRAugmentation`), called twice per step;
-            or `None` (see above).
+            an augmentation pair, one layer per view (a
+            `keras_simclr.layers.AugmentationPair`, such as
+            `SimCLRAugmentation.pair(224, preset="byol")` for BYOL's two
+            different views, or a tuple `(view_a, view_b)` of two layers,
+            which becomes one): its `view_a` makes the first view and its
+            `view_b` the second; or `None` (see above).
         projection_head: a layer from features to projections; default
             `ProjectionHead(hidden_dim=None, output_dim=128, num_layers=2)`
             (SimCLR v1).
@@ -145,7 +156,7 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             encoder, "encoder",
             description="a Keras model or layer that maps images to feature vectors",
         )
-        _validation.check_layer(augmentation, "augmentation", allow_none=True)
+        augmentation = augmentation_layer(augmentation)
         if projection_head is None:
             projection_head = ProjectionHead(name="projection_head")
         _validation.check_layer(projection_head, "projection_head")
@@ -191,7 +202,7 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             self._check_image_shape(input_shape, "x")
             view_shape = tuple(input_shape)
             if self.augmentation is not None:
-                view_shape = tuple(self.augmentation.compute_output_shape(view_shape))
+                view_shape = self._augmented_view_shape(view_shape)
         self._check_view_size(view_shape, isinstance(input_shape, dict))
         if not self.encoder.built:
             self.encoder.build(view_shape)
@@ -242,10 +253,43 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         """Returns two random views `(view_a, view_b)` of a batch of images."""
         if self.augmentation is None:
             return images, images
+        if isinstance(self.augmentation, AugmentationPair):
+            return self.augmentation(images, training=True)
         return (
             self.augmentation(images, training=True),
             self.augmentation(images, training=True),
         )
+
+    @property
+    def evaluation_transform(self):
+        """The layer whose inference call is the evaluation transform: the
+        augmentation (the first view's of an augmentation pair), or None
+        without an augmentation."""
+        return _evaluation_transform.transform_layer(self.augmentation)
+
+    def evaluation_views(self, images):
+        """The encoder's inputs for `images` outside training.
+
+        Images whose height and width already equal the augmentation's view
+        size pass unchanged (they are taken as already transformed: arrays
+        stored at the view size, or a pipeline that applied the transform
+        per image); images of another size go through the augmentation's
+        evaluation transform, `augmentation(images, training=False)`: for
+        `SimCLRAugmentation`'s `"imagenet"` preset, a centre crop of 87.5%
+        of the image resized bicubically to the view size, as the official
+        SimCLR evaluation; for `"cifar"`, the whole image resized
+        bilinearly. Without an augmentation, images pass unchanged.
+        `call(images, training=False)`, hence `predict` and the probe of
+        `evaluate`, and the library's kNN and linear evaluation, export and
+        the classifiers built from this pretrainer, all go through it.
+
+        Args:
+            images: a batch of images `(batch, height, width, channels)`.
+
+        Returns:
+            The batch at the view size.
+        """
+        return _evaluation_transform.apply(self.evaluation_transform, images)
 
     def call(self, inputs, training=False):
         if isinstance(inputs, dict):
@@ -256,7 +300,7 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         else:
             self._check_image_shape(inputs.shape, "x")
             if not training:
-                return self._encode(inputs, training=False)
+                return self._encode(self.evaluation_views(inputs), training=False)
             view_a, view_b = self.make_views(inputs)
         if training:
             self.objective.before_step()

@@ -254,3 +254,110 @@ def test_knn_accuracy_rejects_bad_data_and_encoders():
         knn_accuracy(keras.layers.Identity(), train, train)
     with pytest.raises(ValueError, match="class ids in"):
         knn_accuracy(make_encoder(), train, train, num_classes=2)
+
+
+# === Evaluation transform ===
+
+VIEW = 32
+
+
+def unit_range_setup(seed, num_images=10, size=40):
+    """A pretrainer with the imagenet preset at 32 px on [0, 1] images,
+    and labelled float images of another size."""
+    from keras_simclr.layers.projection_head import ProjectionHead
+    from keras_simclr.layers.simclr_augmentation import SimCLRAugmentation
+    from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
+
+    encoder = keras.Sequential(
+        [
+            keras.Input((VIEW, VIEW, 3)),
+            keras.layers.Conv2D(5, 3, strides=2),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
+    pretrainer = SimCLRPretrainer(
+        encoder=encoder,
+        augmentation=SimCLRAugmentation(
+            VIEW, preset="imagenet", value_range=(0, 1), seed=0
+        ),
+        projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
+    )
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 1, (num_images, size, size, 3)).astype("float32")
+    labels = rng.integers(0, 3, num_images)
+    return pretrainer, encoder, images, labels
+
+
+def reference_features(encoder, images):
+    from tests.center_crop_reference import official_center_crop
+
+    views = official_center_crop(images, VIEW, VIEW, value_range=(0, 1))
+    return keras.ops.convert_to_numpy(encoder(views, training=False))
+
+
+def test_features_of_a_pretrainer_go_through_its_evaluation_transform():
+    pretrainer, encoder, images, labels = unit_range_setup(0)
+    expected = reference_features(encoder, images)
+    assert np.std(expected) > 1e-3
+    features, got_labels = extract_features(
+        pretrainer, (images, labels), batch_size=4
+    )
+    np.testing.assert_allclose(features, expected, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(got_labels, labels)
+    # A bare encoder takes them through `preprocessing`.
+    features, _ = extract_features(
+        encoder, (images, labels), preprocessing=pretrainer.evaluation_views
+    )
+    np.testing.assert_allclose(features, expected, atol=1e-5, rtol=0)
+
+
+def test_images_at_the_view_size_reach_the_encoder_unchanged():
+    pretrainer, encoder, _, labels = unit_range_setup(1, size=VIEW)
+    images = np.random.default_rng(2).uniform(0, 1, (10, VIEW, VIEW, 3))
+    images = images.astype("float32")
+    expected = keras.ops.convert_to_numpy(encoder(images, training=False))
+    for model in (pretrainer, encoder):
+        features, _ = extract_features(model, (images, labels), batch_size=4)
+        np.testing.assert_allclose(features, expected, atol=1e-6, rtol=0)
+
+
+def test_features_of_a_classifier_are_its_encoders_on_its_evaluation_views():
+    from keras_simclr.models.simclr_classifier import SimCLRClassifier
+
+    pretrainer, encoder, images, labels = unit_range_setup(3)
+    classifier = SimCLRClassifier(pretrainer, num_classes=3, mode="linear")
+    features, _ = extract_features(classifier, (images, labels))
+    np.testing.assert_allclose(
+        features, reference_features(encoder, images), atol=1e-5, rtol=0
+    )
+
+
+def test_knn_accuracy_of_a_pretrainer_is_that_of_the_reference_views():
+    pretrainer, encoder, train_images, train_labels = unit_range_setup(4, 24)
+    _, _, test_images, test_labels = unit_range_setup(5, 9)
+    result = knn_accuracy(
+        pretrainer,
+        (train_images, train_labels),
+        (test_images, test_labels),
+        k=5,
+    )
+    expected = reference_knn_scores(
+        reference_features(encoder, train_images),
+        train_labels,
+        reference_features(encoder, test_images),
+        3,
+        5,
+        0.1,
+    )
+    assert result["top1"] == pytest.approx(
+        np.mean(expected.argmax(1) == test_labels)
+    )
+
+
+def test_preprocessing_must_be_callable():
+    train = image_problem(0, 10)
+    with pytest.raises(ValueError, match="preprocessing='crop'"):
+        knn_accuracy(make_encoder(), train, train, preprocessing="crop")
+    with pytest.raises(ValueError, match="preprocessing=1"):
+        extract_features(make_encoder(), train, preprocessing=1)

@@ -95,3 +95,60 @@ def test_rejects_bad_arguments(kwargs, match):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         linear_evaluation(**arguments)
+
+
+def test_a_pretrainer_is_evaluated_on_its_evaluation_views():
+    from keras_simclr.layers.projection_head import ProjectionHead
+    from keras_simclr.layers.simclr_augmentation import SimCLRAugmentation
+    from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
+    from tests.center_crop_reference import official_center_crop
+
+    encoder = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(6, 3),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
+    pretrainer = SimCLRPretrainer(
+        encoder=encoder,
+        augmentation=SimCLRAugmentation(8, preset="imagenet", value_range=(0, 1)),
+        projection_head=ProjectionHead(hidden_dim=4, output_dim=2),
+    )
+    rng = np.random.default_rng(8)
+
+    def data(num_images):
+        labels = rng.integers(0, 3, num_images)
+        images = rng.uniform(0, 0.5, (num_images, 12, 10, 3))
+        # Each class brightens its own channel in the centre, which the
+        # crop keeps.
+        images[np.arange(num_images), 3:9, 3:7, labels] += 0.5
+        return images.astype("float32"), labels
+
+    train, test = data(60), data(30)
+
+    def views(split):
+        return official_center_crop(split[0], 8, 8, value_range=(0, 1)), split[1]
+
+    arguments = {"epochs": 5, "batch_size": 20, "learning_rate": 5e-2}
+    keras.utils.set_random_seed(0)
+    result = linear_evaluation(pretrainer, train, test, **arguments)
+    keras.utils.set_random_seed(0)
+    expected = linear_evaluation(encoder, views(train), views(test), **arguments)
+    assert result == expected
+    keras.utils.set_random_seed(0)
+    preprocessed = linear_evaluation(
+        encoder, train, test, preprocessing=pretrainer.evaluation_views,
+        **arguments,
+    )
+    assert preprocessed == expected
+    assert expected["top1"] > 0.5
+
+
+def test_rejects_a_preprocessing_that_is_not_callable():
+    data = blobs(12, 3, 4, spread=0.1, seed=0)
+    with pytest.raises(ValueError, match="preprocessing"):
+        linear_evaluation(
+            keras.layers.Identity(), data, data, epochs=1, preprocessing=[1]
+        )

@@ -205,6 +205,32 @@ def test_flat_folder_pretrains_then_reruns_need_overwrite(tmp_path):
     assert keras.saving.load_model(run / "pretrainer.keras").num_classes == 3
 
 
+def test_labelled_folder_of_several_sizes_crops_from_full_images(tmp_path):
+    # Images of four sizes cannot be batched before the crop: --crop_from=
+    # full_image crops each whole image in tf.data, and the evaluations see
+    # each image through the evaluation transform.
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "photos"
+    for i in range(36):
+        where = folder / f"class_{i % 2}"
+        os.makedirs(where, exist_ok=True)
+        size = (9 + i % 4, 10 + 3 * (i % 3))
+        write_image(where / f"{i:03d}.png", rng.integers(0, 256, (*size, 3)))
+    run = tmp_path / "run"
+    result = run_script(
+        run, "--dataset=image_folder", f"--data_dir={folder}",
+        "--crop_from=full_image", "--eval_images=4",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "crops from the full" in result.stdout
+    results = json.loads((run / "results.json").read_text())
+    assert results["steps"] == 1
+    assert np.isfinite(results["final_contrastive_loss"])
+    assert json.loads((run / "flags.json").read_text())["crop_from"] == (
+        "full_image"
+    )
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -218,6 +244,11 @@ def test_flat_folder_pretrains_then_reruns_need_overwrite(tmp_path):
             "--data_dir must be an existing folder of images",
         ),
         (["--dataset=image_folder"], "--dataset=image_folder needs --data_dir"),
+        (
+            ["--crop_from=full_image"],
+            "--crop_from=full_image reads images at their own size from "
+            "--dataset=image_folder or tfds",
+        ),
     ],
 )
 def test_pretrain_script_refuses_data_dir_flags_it_cannot_use(

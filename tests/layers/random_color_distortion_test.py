@@ -1,4 +1,5 @@
 import colorsys
+import math
 
 import keras
 import numpy as np
@@ -352,3 +353,108 @@ def test_runs_in_a_compiled_training_step():
         unit_images((4, 8, 8, 3)), np.zeros((4, 1)), epochs=1, verbose=0
     )
     assert np.isfinite(history.history["loss"][0])
+
+
+# === Per-property ranges (BYOL's colour jitter) ===
+
+
+def assert_uniform_on(values, low, high):
+    """Draws fill `[low, high]`: inside it, reaching within 1% of both ends,
+    with the mean of a uniform within 4 standard errors."""
+    width = high - low
+    assert values.min() >= low and values.max() <= high
+    assert values.min() < low + 0.01 * width
+    assert values.max() > high - 0.01 * width
+    standard_error = width / math.sqrt(12 * len(values))
+    assert abs(values.mean() - (low + high) / 2) < 4 * standard_error
+
+
+def test_byol_ranges_are_sampled():
+    layer = RandomColorDistortion(
+        brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, impl="v1", seed=2
+    )
+    assert layer.jitter_ranges() == (0.4, 0.4, 0.2, 0.1)
+    params = sampled(layer, 4000)
+    assert_uniform_on(params["brightness"], -0.4, 0.4)
+    assert_uniform_on(params["contrast"], 0.6, 1.4)
+    assert_uniform_on(params["saturation"], 0.8, 1.2)
+    assert_uniform_on(params["hue"], -0.1, 0.1)
+    assert abs(params["jitter"].mean() - 0.8) < 4 * math.sqrt(0.16 / 4000)
+    assert abs(params["grayscale"].mean() - 0.2) < 4 * math.sqrt(0.16 / 4000)
+
+
+def test_one_override_changes_only_its_range():
+    # strength 1.0 gives 0.8 / 0.8 / 0.8 / 0.2; only brightness is overridden.
+    params = sampled(RandomColorDistortion(brightness=0.3, seed=6), 4000)
+    assert_uniform_on(params["brightness"], 0.7, 1.3)
+    assert_uniform_on(params["contrast"], 0.2, 1.8)
+    assert_uniform_on(params["saturation"], 0.2, 1.8)
+    assert_uniform_on(params["hue"], -0.2, 0.2)
+    params = sampled(
+        RandomColorDistortion(strength=0.5, hue=0.05, impl="v1", seed=6), 4000
+    )
+    assert_uniform_on(params["brightness"], -0.4, 0.4)
+    assert_uniform_on(params["contrast"], 0.6, 1.4)
+    assert_uniform_on(params["hue"], -0.05, 0.05)
+    # A range of 0 leaves the property alone.
+    params = sampled(RandomColorDistortion(saturation=0.0, hue=0.0), 100)
+    np.testing.assert_array_equal(params["saturation"], 1.0)
+    np.testing.assert_array_equal(params["hue"], 0.0)
+
+
+def test_overrides_apply_with_zero_strength_and_match_reference():
+    layer = RandomColorDistortion(
+        strength=0.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.2,
+        hue=0.1,
+        impl="v1",
+        jitter_probability=1.0,
+        value_range=(0, 1),
+        seed=8,
+    )
+    x = unit_images((4, 16, 16, 3), seed=5)
+    transformation = layer.get_random_transformation(4)
+    y = to_numpy(
+        layer.transform_images(keras.ops.convert_to_tensor(x), transformation)
+    )
+    params = {k: to_numpy(v) for k, v in transformation.items()}
+    for i in range(4):
+        expected = reference_distortion(
+            x[i], {k: v[i] for k, v in params.items()}, "v1"
+        )
+        np.testing.assert_allclose(y[i], expected, atol=1e-5)
+    assert np.abs(to_numpy(layer(x)) - x).mean() > 0.01
+    # No jitter at all when every range is 0.
+    still = RandomColorDistortion(
+        strength=0.0, hue=0.0, grayscale_probability=0.0, value_range=(0, 1)
+    )
+    np.testing.assert_allclose(to_numpy(still(x)), x, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"brightness": -0.1}, "brightness"),
+        ({"contrast": "high"}, "contrast"),
+        ({"saturation": float("nan")}, "saturation"),
+        ({"hue": 0.6}, "hue"),
+        ({"hue": -0.1}, "hue"),
+    ],
+)
+def test_bad_overrides(kwargs, name):
+    with pytest.raises(ValueError, match=f"{name}="):
+        RandomColorDistortion(**kwargs)
+
+
+def test_overrides_in_config():
+    layer = RandomColorDistortion(
+        brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, impl="v1", seed=1
+    )
+    revived = run_serialization_test(layer)
+    assert revived.jitter_ranges() == (0.4, 0.4, 0.2, 0.1)
+    config = RandomColorDistortion().get_config()
+    assert [config[k] for k in ("brightness", "contrast", "saturation", "hue")] == [
+        None
+    ] * 4

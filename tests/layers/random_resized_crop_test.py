@@ -6,8 +6,14 @@ import pytest
 import tensorflow as tf
 
 from keras_simclr.layers import RandomResizedCrop
+from keras_simclr.layers.random_resized_crop import bicubic_resize_matrix
 from keras_simclr.layers.random_resized_crop import bilinear_resize_matrix
+from keras_simclr.layers.random_resized_crop import resize_matrix
+from tests.testing import compiled
 from tests.testing import run_serialization_test
+
+# The official SimCLR crop, beside the defaults.
+NEW_OPTIONS = {"sampler": "simclr", "interpolation": "bicubic"}
 
 
 def to_numpy(x):
@@ -265,8 +271,11 @@ def test_get_config_round_trip():
     assert revived.get_config()["scale"] == (0.2, 0.9)
 
 
-def test_runs_in_tf_data_with_dynamic_sizes():
-    layer = RandomResizedCrop(12, 12, horizontal_flip_probability=0.5)
+@pytest.mark.parametrize("options", [{}, NEW_OPTIONS])
+def test_runs_in_tf_data_with_dynamic_sizes(options):
+    layer = RandomResizedCrop(
+        12, 12, horizontal_flip_probability=0.5, **options
+    )
     sizes = [(20, 24), (30, 18), (16, 16)]
 
     def generate():
@@ -283,9 +292,12 @@ def test_runs_in_tf_data_with_dynamic_sizes():
     assert [b.shape for b in batched] == [(2, 12, 12, 3)] * 2
 
 
-def test_runs_in_a_compiled_training_step():
+@pytest.mark.parametrize("options", [{}, NEW_OPTIONS])
+def test_runs_in_a_compiled_training_step(options):
     inputs = keras.Input((16, 16, 3))
-    crop = RandomResizedCrop(8, 8, horizontal_flip_probability=0.5)
+    crop = RandomResizedCrop(
+        8, 8, horizontal_flip_probability=0.5, **options
+    )
     features = keras.layers.GlobalAveragePooling2D()(crop(inputs))
     model = keras.Model(inputs, keras.layers.Dense(1)(features))
     model.compile(
@@ -297,3 +309,188 @@ def test_runs_in_a_compiled_training_step():
     history = model.fit(x, np.zeros((4, 1)), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert model.predict(x, verbose=0).shape == (4, 1)
+
+
+def keys_cubic(x, a=-0.5):
+    x = abs(x)
+    if x <= 1:
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+    if x < 2:
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return 0.0
+
+
+def reference_bicubic_matrix(start, length, input_size, output_size):
+    """TensorFlow's `ResizeBicubic` (half-pixel centres, Keys kernel read
+    from a 1024-step table, taps outside the segment dropped and the rest
+    renormalised) for the segment `[start, start + length)`, as a matrix."""
+    matrix = np.zeros((output_size, input_size))
+    scale = np.float32(length) / np.float32(output_size)
+    for j in range(output_size):
+        position = (j + 0.5) * scale - 0.5
+        base = int(np.floor(position))
+        step = int(np.rint((position - base) * 1024)) / 1024
+        taps = {}
+        for k in (-1, 0, 1, 2):
+            if 0 <= base + k < length:
+                taps[start + base + k] = keys_cubic(step - k)
+        total = sum(taps.values())
+        for pixel, weight in taps.items():
+            matrix[j, pixel] = weight / total
+    return matrix
+
+
+def tf_crop_resize(images, transformation, height, width, method):
+    """Crop each image, then `tf.image.resize`, then flip (TensorFlow)."""
+    outputs = []
+    for i, image in enumerate(images):
+        top, left = (int(transformation[k][i]) for k in ("top", "left"))
+        h = int(transformation["crop_height"][i])
+        w = int(transformation["crop_width"][i])
+        box = image[top : top + h, left : left + w]
+        out = tf.image.resize(box, (height, width), method=method).numpy()
+        if transformation["flip"][i]:
+            out = out[:, ::-1]
+        outputs.append(out)
+    return np.stack(outputs)
+
+
+# Boxes of one axis, in batches of 4 with the shapes of the other tests
+# (20 x 28 images, 12 x 16 outputs), so JAX compiles few ops: a whole axis,
+# boxes smaller and larger than the output (up and down sampling), and
+# boxes of 2 and 1 pixels where most taps fall outside.
+AXIS_BOXES = [
+    (20, 12, [0.0, 3.0, 5.0, 4.0], [20.0, 9.0, 2.0, 1.0]),
+    (28, 16, [0.0, 6.0, 20.0, 27.0], [28.0, 13.0, 3.0, 1.0]),
+]
+
+
+@pytest.mark.parametrize(
+    "input_size, output_size, starts, lengths", AXIS_BOXES
+)
+def test_bicubic_matrix_matches_reference(
+    input_size, output_size, starts, lengths
+):
+    layer = RandomResizedCrop(5, 5)
+    matrix = compiled(
+        lambda start, length: bicubic_resize_matrix(
+            layer.backend, start, length, input_size, output_size
+        )
+    )(
+        keras.ops.convert_to_tensor(starts),
+        keras.ops.convert_to_tensor(lengths),
+    )
+    matrix = to_numpy(matrix)
+    for i, (start, length) in enumerate(zip(starts, lengths)):
+        expected = reference_bicubic_matrix(
+            int(start), int(length), input_size, output_size
+        )
+        np.testing.assert_allclose(matrix[i], expected, atol=1e-6)
+        np.testing.assert_allclose(expected.sum(-1), 1.0, atol=1e-12)
+    # The kernel's negative lobes are there.
+    assert matrix.min() < -0.05
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_whole_image_resize_equals_tf_image_resize(interpolation):
+    x = random_images((4, 20, 28, 3)) / 255.0
+    layer = RandomResizedCrop(
+        12, 16, interpolation=interpolation, value_range=(0, 1)
+    )
+    actual = to_numpy(compiled(lambda x: layer(x, training=False))(x))
+    expected = tf.image.resize(x, (12, 16), method=interpolation).numpy()
+    # Measured on [0, 1] images: 2.4e-7 (bilinear), 4.8e-7 (bicubic).
+    np.testing.assert_allclose(actual, np.clip(expected, 0, 1), atol=2e-6)
+    zero = keras.ops.zeros((1,))
+    matrix = resize_matrix(layer.backend, zero, zero + 20, 20, 12, "bicubic")
+    reference = reference_bicubic_matrix(0, 20, 20, 12)
+    np.testing.assert_allclose(to_numpy(matrix)[0], reference, atol=1e-6)
+    with pytest.raises(ValueError, match="interpolation='area'"):
+        resize_matrix(layer.backend, zero, zero + 20, 20, 12, "area")
+
+
+def test_bicubic_crop_equals_crop_then_tf_image_resize():
+    layer = RandomResizedCrop(
+        12,
+        16,
+        horizontal_flip_probability=0.5,
+        sampler="simclr",
+        interpolation="bicubic",
+        value_range=(0, 1),
+        seed=3,
+    )
+    transform = compiled(layer.transform_images)
+    flips = 0
+    for batch in range(2):
+        x = random_images((4, 20, 28, 3), seed=batch) / 255.0
+        boxes = layer.get_random_transformation((4, 20, 28, 3))
+        tensor = keras.ops.convert_to_tensor(x)
+        y = to_numpy(transform(tensor, boxes))
+        boxes = {k: to_numpy(v) for k, v in boxes.items()}
+        flips += boxes["flip"].sum()
+        expected = tf_crop_resize(x, boxes, 12, 16, "bicubic")
+        np.testing.assert_allclose(y, np.clip(expected, 0, 1), atol=2e-6)
+    assert 0 < flips < 8
+
+
+def test_bicubic_output_is_clipped_to_value_range():
+    # Sharp edges of 5 x 7 squares make the bicubic kernel overshoot on
+    # both sides.
+    rows, columns = np.indices((20, 28))
+    board = (rows // 5 + columns // 7) % 2 * 255.0
+    x = np.repeat(board[None, :, :, None], 4, axis=0)
+    x = np.repeat(x, 3, axis=-1).astype("float32")
+    resized = tf.image.resize(x, (12, 16), method="bicubic").numpy()
+    assert resized.min() < -30 and resized.max() > 285
+    # The only box of the whole area with the image's aspect ratio.
+    layer = RandomResizedCrop(
+        12,
+        16,
+        scale=(1.0, 1.0),
+        aspect_ratio=(1.4, 1.4),
+        interpolation="bicubic",
+    )
+    for training in (True, False):
+        np.testing.assert_allclose(
+            to_numpy(layer(x, training=training)),
+            np.clip(resized, 0, 255),
+            atol=1e-3,
+        )
+
+
+def test_bicubic_checks_the_value_range():
+    x = random_images((4, 20, 28, 3))
+    layer = RandomResizedCrop(
+        8, 8, interpolation="bicubic", value_range=(0, 1)
+    )
+    with pytest.raises(ValueError, match="value_range"):
+        layer(x)
+    # Bilinear resizing does not depend on the range.
+    RandomResizedCrop(8, 8, value_range=(0, 1))(x)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"sampler": "inception"}, "sampler"),
+        ({"sampler": None}, "sampler"),
+        ({"interpolation": "nearest"}, "interpolation"),
+        ({"interpolation": "BICUBIC"}, "interpolation"),
+    ],
+)
+def test_bad_sampler_and_interpolation(kwargs, name):
+    arguments = dict({"height": 8, "width": 8}, **kwargs)
+    with pytest.raises(ValueError, match=f"{name}="):
+        RandomResizedCrop(**arguments)
+
+
+def test_get_config_round_trip_of_sampler_and_interpolation():
+    layer = RandomResizedCrop(
+        12, 10, sampler="simclr", interpolation="bicubic", seed=5
+    )
+    revived = run_serialization_test(layer)
+    assert revived.sampler == "simclr"
+    assert revived.interpolation == "bicubic"
+    defaults = RandomResizedCrop(12, 10).get_config()
+    assert defaults["sampler"] == "torchvision"
+    assert defaults["interpolation"] == "bilinear"

@@ -8,6 +8,7 @@ from keras_simclr.layers import RandomGaussianBlur
 from keras_simclr.layers import RandomResizedCrop
 from keras_simclr.layers import ProjectionHead
 from keras_simclr.layers import SimCLRAugmentation
+from keras_simclr.layers.center_crop import CenterCrop
 from keras_simclr.models import SimCLRPretrainer
 from tests.testing import run_model_saving_test
 from tests.testing import run_serialization_test
@@ -52,10 +53,29 @@ def test_presets_and_overrides():
     assert cifar.blur is None
     assert cifar.crop.horizontal_flip_probability == 0.5
     assert cifar.crop.scale == (0.08, 1.0)
+    assert cifar.crop.sampler == "torchvision"
+    assert cifar.crop.interpolation == "bilinear"
+    assert cifar.color_distortion.impl == "v2"
+    assert cifar.color_distortion.jitter_ranges() == (0.4, 0.4, 0.4, 0.1)
+    assert cifar.solarization is None
+    assert cifar.center_crop.crop_proportion == 1.0
+    assert cifar.center_crop.interpolation == "bilinear"
     imagenet = SimCLRAugmentation(224)
     assert imagenet.color_distortion.strength == 1.0
+    assert imagenet.color_distortion.jitter_ranges() == (0.8, 0.8, 0.8, 0.2)
+    assert imagenet.color_distortion.impl == "v2"
+    assert imagenet.color_distortion.jitter_probability == 0.8
+    assert imagenet.color_distortion.grayscale_probability == 0.2
     assert imagenet.blur.probability == 0.5
     assert imagenet.blur.sigma == (0.1, 2.0)
+    assert imagenet.solarization is None
+    assert imagenet.crop.sampler == "simclr"
+    assert imagenet.crop.interpolation == "bicubic"
+    assert imagenet.center_crop.crop_proportion == 0.875
+    assert imagenet.center_crop.interpolation == "bicubic"
+    # The second view of a SimCLR preset is the same distribution.
+    second = SimCLRAugmentation(224, view=2)
+    assert second.blur.probability == 0.5 and second.solarization is None
     custom = SimCLRAugmentation(
         32,
         preset="cifar",
@@ -69,13 +89,27 @@ def test_presets_and_overrides():
     assert custom.blur.probability == 0.3
     assert custom.crop.scale == (0.2, 1.0)
     assert SimCLRAugmentation(32, blur_probability=0.0).blur is None
+    custom = SimCLRAugmentation(
+        32,
+        solarization_probability=0.3,
+        crop_sampler="torchvision",
+        crop_interpolation="bilinear",
+        eval_crop_proportion=0.5,
+    )
+    assert custom.solarization.probability == 0.3
+    assert custom.solarization.solarization_threshold() == 0.5
+    assert custom.crop.sampler == "torchvision"
+    assert custom.crop.interpolation == "bilinear"
+    assert custom.center_crop.crop_proportion == 0.5
+    assert custom.center_crop.interpolation == "bilinear"
 
 
 def test_sublayers_get_derived_seeds():
-    layer = SimCLRAugmentation(32, seed=10)
+    layer = SimCLRAugmentation(32, seed=10, solarization_probability=0.1)
     assert layer.crop.seed == 10
     assert layer.color_distortion.seed == 11
     assert layer.blur.seed == 12
+    assert layer.solarization.seed == 13
     layer = SimCLRAugmentation(32)
     assert layer.crop.seed is None and layer.color_distortion.seed is None
 
@@ -83,19 +117,90 @@ def test_sublayers_get_derived_seeds():
 def test_equals_the_three_layers_in_sequence():
     x = uint8_images((4, 24, 24, 3))
     layer = SimCLRAugmentation(16, seed=3)
-    crop = RandomResizedCrop(16, 16, horizontal_flip_probability=0.5, seed=3)
+    crop = RandomResizedCrop(
+        16,
+        16,
+        horizontal_flip_probability=0.5,
+        sampler="simclr",
+        interpolation="bicubic",
+        seed=3,
+    )
     distort = RandomColorDistortion(strength=1.0, seed=4)
     blur = RandomGaussianBlur(probability=0.5, seed=5)
     expected = to_numpy(blur(distort(crop(x))))
     np.testing.assert_allclose(to_numpy(layer(x)), expected, atol=2e-3)
-
-
-def test_training_false_resizes_whole_image():
-    x = uint8_images((4, 24, 24, 3))
-    layer = SimCLRAugmentation(16, seed=1)
-    expected = RandomResizedCrop(16, 16)(x, training=False)
+    x = uint8_images((4, 24, 24, 3), seed=1)
+    layer = SimCLRAugmentation(16, preset="cifar", seed=3)
+    crop = RandomResizedCrop(16, 16, horizontal_flip_probability=0.5, seed=3)
+    distort = RandomColorDistortion(strength=0.5, seed=4)
     np.testing.assert_allclose(
-        to_numpy(layer(x, training=False)), to_numpy(expected), atol=1e-4
+        to_numpy(layer(x)), to_numpy(distort(crop(x))), atol=2e-3
+    )
+
+
+# === Evaluation transform (training=False) ===
+
+
+def official_center_crop(images, size, proportion=0.875):
+    """The official SimCLR `center_crop` of square views: a centred box of
+    `rint(proportion * shorter side)` pixels, resized bicubically by
+    `tf.image.resize`, clipped to the range."""
+    height, width = images.shape[1:3]
+    side = int(np.rint(proportion * min(height, width)))
+    top = (height - side + 1) // 2
+    left = (width - side + 1) // 2
+    box = images[:, top : top + side, left : left + side].astype("float32")
+    resized = tf.image.resize(box, (size, size), method="bicubic").numpy()
+    return np.clip(resized, 0, 255)
+
+
+@pytest.mark.parametrize("preset", ["imagenet", "byol"])
+@pytest.mark.parametrize("shape", [(4, 24, 24, 3), (4, 24, 32, 3)])
+def test_training_false_is_the_official_center_crop(preset, shape):
+    x = uint8_images(shape)
+    layer = SimCLRAugmentation(16, preset=preset, seed=1)
+    y = to_numpy(layer(x, training=False))
+    # 24 px: a 21 px box at offset 2 (and 6 across 32 px).
+    expected = official_center_crop(x, 16)
+    np.testing.assert_allclose(y, expected, atol=2e-3)
+    # Not the whole image resized: the test can tell the two apart.
+    whole = tf.image.resize(x.astype("float32"), (16, 16), "bicubic").numpy()
+    assert np.abs(np.clip(whole, 0, 255) - expected).mean() > 5
+    # The same in [0, 1].
+    unit = SimCLRAugmentation(16, preset=preset, value_range=(0, 1))
+    np.testing.assert_allclose(
+        to_numpy(unit(x / 255.0, training=False)), expected / 255.0, atol=1e-5
+    )
+
+
+def test_training_false_resizes_whole_image_for_cifar():
+    x = uint8_images((4, 24, 24, 3))
+    layer = SimCLRAugmentation(16, preset="cifar", seed=1)
+    expected = tf.image.resize(x.astype("float32"), (16, 16), "bilinear")
+    np.testing.assert_allclose(
+        to_numpy(layer(x, training=False)), expected.numpy(), atol=1e-3
+    )
+    # As the bilinear resize of RandomResizedCrop without training.
+    np.testing.assert_allclose(
+        to_numpy(layer(x, training=False)),
+        to_numpy(RandomResizedCrop(16, 16)(x, training=False)),
+        atol=1e-3,
+    )
+
+
+def test_eval_crop_proportion_overrides_the_preset():
+    x = uint8_images((4, 24, 24, 3))
+    layer = SimCLRAugmentation(16, preset="cifar", eval_crop_proportion=0.875)
+    expected = to_numpy(
+        CenterCrop(16, 16, crop_proportion=0.875, interpolation="bilinear")(x)
+    )
+    np.testing.assert_allclose(
+        to_numpy(layer(x, training=False)), expected, atol=1e-3
+    )
+    layer = SimCLRAugmentation(16, eval_crop_proportion=1.0)
+    whole = tf.image.resize(x.astype("float32"), (16, 16), "bicubic").numpy()
+    np.testing.assert_allclose(
+        to_numpy(layer(x, training=False)), np.clip(whole, 0, 255), atol=2e-3
     )
 
 
@@ -120,6 +225,13 @@ def test_views_differ_per_image_and_per_call_and_seeds_reproduce():
         ({"blur_probability": 2.0}, "blur_probability"),
         ({"crop_scale": (0.0, 1.0)}, "crop_scale"),
         ({"impl": "simclrv2"}, "impl"),
+        ({"solarization_probability": 1.5}, "solarization_probability"),
+        ({"view": 3}, "view"),
+        ({"view": "1"}, "view"),
+        ({"crop_sampler": "inception"}, "crop_sampler"),
+        ({"crop_interpolation": "nearest"}, "crop_interpolation"),
+        ({"eval_crop_proportion": 0.0}, "eval_crop_proportion"),
+        ({"eval_crop_proportion": 1.5}, "eval_crop_proportion"),
         ({"value_range": (255, 0)}, "value_range"),
         ({"seed": "seven"}, "seed"),
     ],
@@ -145,6 +257,24 @@ def test_get_config_round_trip():
     )
     revived = run_serialization_test(layer)
     assert revived.seed == 21 and revived.blur.seed == 23
+    layer = SimCLRAugmentation(
+        16,
+        preset="byol",
+        view=2,
+        solarization_probability=0.3,
+        crop_sampler="torchvision",
+        crop_interpolation="bilinear",
+        eval_crop_proportion=0.9,
+        seed=5,
+    )
+    revived = run_serialization_test(layer)
+    assert revived.view == 2 and revived.solarization.probability == 0.3
+    assert revived.solarization.seed == 8
+    assert revived.center_crop.crop_proportion == 0.9
+    assert revived.crop.sampler == "torchvision"
+    config = SimCLRAugmentation(16).get_config()
+    for key in ("impl", "crop_sampler", "crop_interpolation", "eval_crop_proportion"):
+        assert config[key] is None
 
 
 def test_model_saving_round_trip(tmp_path):

@@ -384,3 +384,134 @@ def test_untrainable_classifier_stays_untrainable_from_its_config():
     assert not revived.trainable
     assert revived.trainable_weights == []
     assert all(not layer.trainable for layer in revived.head_dense_layers)
+
+
+# === Evaluation transform ===
+
+
+def crop_pretrainer(encoder):
+    from keras_simclr.layers.simclr_augmentation import SimCLRAugmentation
+
+    return SimCLRPretrainer(
+        encoder=encoder,
+        augmentation=SimCLRAugmentation(IMAGE_SIZE, preset="imagenet", seed=0),
+        projection_head=tiny_head(),
+    )
+
+
+def large_images(n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, (n, 12, 10, 3)).astype("float32")
+
+
+def random_logits_layer(model, seed=1):
+    """Gives the zero-initialised final layer random weights, so that the
+    logits show the features."""
+    rng = np.random.default_rng(seed)
+    layer = model.linear_classifier
+    layer.kernel.assign(rng.normal(size=tuple(layer.kernel.shape)))
+    layer.bias.assign(rng.normal(size=tuple(layer.bias.shape)))
+    return ops.convert_to_numpy(layer.kernel), ops.convert_to_numpy(layer.bias)
+
+
+def reference_views(images):
+    from tests.center_crop_reference import official_center_crop
+
+    return official_center_crop(images, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_inference_applies_the_pretrainers_evaluation_transform():
+    encoder = tiny_encoder()
+    pretrainer = crop_pretrainer(encoder)
+    model = SimCLRClassifier(pretrainer, NUM_CLASSES, mode="linear")
+    assert model.evaluation_transform is pretrainer.augmentation
+    model.build((None, 12, 10, 3))
+    kernel, bias = random_logits_layer(model)
+    images = large_images()
+    features = ops.convert_to_numpy(
+        encoder(reference_views(images), training=False)
+    )
+    outputs = model.export_outputs(images)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(outputs["features"]), features, atol=1e-5, rtol=0
+    )
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0), features @ kernel + bias, atol=1e-5,
+        rtol=1e-5,
+    )
+    # Images at the view size are taken as they are.
+    small, _ = images_and_labels(n=4)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model(small, training=False)),
+        ops.convert_to_numpy(encoder(small, training=False)) @ kernel + bias,
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_training_takes_the_images_as_given():
+    # Channel means: an encoder that takes any size, so that what reached
+    # it shows in the features.
+    encoder = keras.Sequential(
+        [keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D()]
+    )
+    model = SimCLRClassifier(crop_pretrainer(encoder), NUM_CLASSES, mode="linear")
+    model.build((None, 12, 10, 3))
+    kernel, bias = random_logits_layer(model)
+    images = large_images()
+    trained_on = ops.convert_to_numpy(model(images, training=True))
+    np.testing.assert_allclose(
+        trained_on, images.mean(axis=(1, 2)) @ kernel + bias, rtol=1e-5, atol=1e-4
+    )
+    inferred = ops.convert_to_numpy(model(images, training=False))
+    np.testing.assert_allclose(
+        inferred,
+        reference_views(images).mean(axis=(1, 2)) @ kernel + bias,
+        rtol=1e-5,
+        atol=1e-4,
+    )
+    assert np.max(np.abs(trained_on - inferred)) > 1e-2
+
+
+def test_evaluation_transform_round_trips(tmp_path):
+    from keras_simclr.layers.simclr_augmentation import SimCLRAugmentation
+
+    encoder = tiny_encoder()
+    model = SimCLRClassifier(crop_pretrainer(encoder), NUM_CLASSES, head_layers=1)
+    images = large_images(n=6)
+    model.build((None, 12, 10, 3))
+    random_logits_layer(model)
+    revived = run_serialization_test(model)
+    assert isinstance(revived.evaluation_transform, SimCLRAugmentation)
+    assert revived.evaluation_transform.preset == "imagenet"
+    restored = run_model_saving_test(
+        model, images, tmp_path, output_fn=lambda m, x: m.export_outputs(x)
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(restored.export_outputs(images)["features"]),
+        ops.convert_to_numpy(encoder(reference_views(images), training=False)),
+        atol=1e-5,
+        rtol=0,
+    )
+
+
+def test_an_encoder_has_no_evaluation_transform_unless_given_one():
+    from keras_simclr.layers.simclr_augmentation import SimCLRAugmentation
+
+    model = SimCLRClassifier(tiny_encoder(), NUM_CLASSES)
+    assert model.evaluation_transform is None
+    small, _ = images_and_labels(n=3)
+    assert model.evaluation_views(small) is small
+    transform = SimCLRAugmentation(IMAGE_SIZE, preset="imagenet")
+    encoder = tiny_encoder()
+    model = SimCLRClassifier(encoder, NUM_CLASSES, evaluation_transform=transform)
+    assert model.evaluation_transform is transform
+    images = large_images(n=3)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model.export_outputs(images)["features"]),
+        ops.convert_to_numpy(encoder(reference_views(images), training=False)),
+        atol=1e-5,
+        rtol=0,
+    )
+    with pytest.raises(ValueError, match="evaluation_transform"):
+        SimCLRClassifier(tiny_encoder(), NUM_CLASSES, evaluation_transform="crop")

@@ -369,3 +369,127 @@ def test_compile_rejects_a_loss_and_fit_rejects_sample_weights():
         model.fit(
             vectors(8), np.zeros(8), sample_weight=np.ones(8), batch_size=8, verbose=0
         )
+
+
+# === Evaluation transform ===
+
+
+def random_final_layer(classifier, seed):
+    """Random weights in the zero-initialised final layer."""
+    rng = np.random.default_rng(seed)
+    layer = classifier.linear_classifier
+    layer.kernel.assign(rng.normal(size=tuple(layer.kernel.shape)))
+    layer.bias.assign(rng.normal(size=tuple(layer.bias.shape)))
+
+
+def crop_teacher_and_student():
+    """A teacher from a pretrainer with the imagenet preset, and a student
+    built from a bare encoder (no transform of its own)."""
+    from keras_simclr.layers.simclr_augmentation import SimCLRAugmentation
+    from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
+
+    pretrainer = SimCLRPretrainer(
+        encoder=tiny_encoder("teacher_encoder"),
+        augmentation=SimCLRAugmentation(IMAGE_SIZE, preset="imagenet", seed=0),
+        projection_head=ProjectionHead(hidden_dim=6, output_dim=4),
+    )
+    teacher = SimCLRClassifier(pretrainer, NUM_CLASSES, mode="linear", name="teacher")
+    student = SimCLRClassifier(
+        tiny_encoder("student_encoder"), NUM_CLASSES, name="student"
+    )
+    for seed, model in enumerate((teacher, student)):
+        model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+        random_final_layer(model, seed)
+    return teacher, student
+
+
+def large_images(n=6, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, 12, 10, 3)).astype(
+        "float32"
+    )
+
+
+def reference_views(images):
+    from tests.center_crop_reference import official_center_crop
+
+    return official_center_crop(images, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_inference_and_evaluate_use_the_teachers_evaluation_transform():
+    teacher, student = crop_teacher_and_student()
+    model = SimCLRDistiller(teacher, student, temperature=2.0)
+    assert model.evaluation_transform is teacher.evaluation_transform
+    images = large_images()
+    views = reference_views(images)
+    student_logits = logits_of(student, views)
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0), student_logits, atol=1e-5, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model.export_outputs(images)["logits"]),
+        student_logits,
+        atol=1e-5,
+        rtol=1e-5,
+    )
+    model.compile()
+    logs = model.evaluate(images, batch_size=6, verbose=0, return_dict=True)
+    expected = numpy_reference(logits_of(teacher, views), student_logits, 2.0)
+    assert logs["distillation_loss"] == pytest.approx(expected.mean(), rel=1e-5)
+    # Images at the view size pass unchanged.
+    small = np.random.default_rng(1).uniform(
+        0, 255, (3, IMAGE_SIZE, IMAGE_SIZE, 3)
+    ).astype("float32")
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model(small)), logits_of(student, small), rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_the_augmentation_gives_the_evaluation_transform():
+    from keras_simclr.layers.simclr_augmentation import SimCLRAugmentation
+    from tests.center_crop_reference import whole_image_resize
+
+    teacher, student = crop_teacher_and_student()
+    augmentation = SimCLRAugmentation(IMAGE_SIZE, preset="cifar", seed=0)
+    model = SimCLRDistiller(teacher, student, augmentation=augmentation)
+    assert model.evaluation_transform is augmentation
+    images = np.random.default_rng(2).uniform(0, 255, (4, 12, 12, 3))
+    images = images.astype("float32")
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0),
+        logits_of(student, whole_image_resize(images, IMAGE_SIZE, IMAGE_SIZE)),
+        atol=1e-4,
+        rtol=1e-5,
+    )
+
+
+def test_evaluation_transform_round_trips(tmp_path):
+    from keras_simclr.layers.simclr_augmentation import SimCLRAugmentation
+
+    teacher, student = crop_teacher_and_student()
+    model = SimCLRDistiller(teacher, student)
+    images = large_images(n=4)
+    model.build((None, 12, 10, 3))
+    revived = run_serialization_test(model)
+    assert isinstance(revived.evaluation_transform, SimCLRAugmentation)
+    assert revived.evaluation_transform.preset == "imagenet"
+    restored = run_model_saving_test(model, images, tmp_path)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(restored(images)),
+        logits_of(student, reference_views(images)),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_an_augmentation_without_a_view_size_leaves_the_teachers_transform():
+    teacher, student = crop_teacher_and_student()
+    noise = keras.layers.GaussianNoise(1.0, seed=3)
+    model = SimCLRDistiller(teacher, student, augmentation=noise)
+    assert model.evaluation_transform is teacher.evaluation_transform
+    model = SimCLRDistiller(mlp(), linear(), augmentation=noise)
+    assert model.evaluation_transform is noise
+    x = vectors(4)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model(x)), logits_of(model.student, x), rtol=1e-6
+    )

@@ -57,8 +57,30 @@ def make_pretrainer(augmentation="default", num_classes=None, **kwargs):
 def test_fit_lowers_the_loss_and_reports_metrics():
     images, labels = images_and_labels()
     model = make_pretrainer(num_classes=4)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3))
-    history = model.fit(images, labels, batch_size=8, epochs=12, verbose=0).history
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    # The logged loss of each epoch is that of new random views (it moves by
+    # about +-0.3 from epoch to epoch here), so learning is measured on
+    # fixed views, made once by another augmentation layer.
+    augment = tiny_augmentation(seed=7)
+    fixed_views = [
+        {
+            "view_a": ops.convert_to_numpy(augment(images)),
+            "view_b": ops.convert_to_numpy(augment(images)),
+        }
+        for _ in range(4)
+    ]
+
+    def fixed_loss():
+        losses = []
+        for views in fixed_views:
+            z = ops.convert_to_numpy(model(views, training=True)["projection"])
+            z_a, z_b = np.split(z, 2)
+            losses.append(ops.convert_to_numpy(nt_xent(z_a, z_b, 0.5)))
+        return np.mean(losses)
+
+    model.build(images.shape)
+    before = fixed_loss()
+    history = model.fit(images, labels, batch_size=8, epochs=30, verbose=0).history
     for name in (
         "loss",
         "contrastive_loss",
@@ -69,10 +91,10 @@ def test_fit_lowers_the_loss_and_reports_metrics():
     ):
         assert name in history, name
         assert np.all(np.isfinite(history[name])), name
-    losses = history["contrastive_loss"]
-    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses
+    after = fixed_loss()
+    assert after < before - 0.1, (before, after)
     probe = history["probe_loss"]
-    assert np.mean(probe[-3:]) < np.mean(probe[:3]), probe
+    assert np.mean(probe[-5:]) < np.mean(probe[:5]), probe
     # With 2N = 16 views, a uniform softmax over the 15 others has entropy
     # log(15); the learned one is sharper.
     assert 0 < history["contrastive_entropy"][-1] < np.log(15)
