@@ -82,6 +82,8 @@ class CenterCrop(ImageDataLayer):
           and its code (github.com/google-research/simclr).
     """
 
+    draws_at_random = False
+
     def __init__(
         self,
         height,

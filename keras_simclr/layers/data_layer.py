@@ -290,13 +290,20 @@ class ImageDataLayer(DataLayer):
     returns False from `_depends_on_value_range` and skips the check.
     """
 
+    # False for a deterministic layer (`CenterCrop`): it then has no seed
+    # generator, so it holds no random state and, being made, draws no seed
+    # from the global random state (which would change the initial weights
+    # of the layers made after it).
+    draws_at_random = True
+
     def __init__(self, value_range=(0, 255), seed=None, **kwargs):
         value_range = _validation.check_value_range(value_range)
         seed = _validation.check_seed(seed)
         super().__init__(**kwargs)
         self.value_range = value_range
         self.seed = seed
-        self.generator = keras.random.SeedGenerator(seed)
+        if self.draws_at_random:
+            self.generator = keras.random.SeedGenerator(seed)
 
     def _random_seed(self):
         return self._get_seed_generator(self.backend._backend)
