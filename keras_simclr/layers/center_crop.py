@@ -3,7 +3,7 @@ import keras
 from keras_simclr import _validation
 from keras_simclr.layers.data_layer import ImageDataLayer
 from keras_simclr.layers.random_resized_crop import INTERPOLATIONS
-from keras_simclr.layers.random_resized_crop import resize_matrix
+from keras_simclr.layers.random_resized_crop import resize_box
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -156,31 +156,16 @@ class CenterCrop(ImageDataLayer):
 
     def crop_and_resize(self, images):
         """Centre crop and resize of a float32 batch."""
-        bnp = self.backend.numpy
         _, image_height, image_width, _ = self.backend.shape(images)
-        top, left, crop_height, crop_width = self.crop_box(
-            image_height, image_width
+        images = resize_box(
+            self.backend,
+            images,
+            self.crop_box(image_height, image_width),
+            (self.height, self.width),
+            self.interpolation,
         )
-
-        def matrix(start, length, size, output_size):
-            start = bnp.reshape(start, (1,))
-            length = bnp.reshape(length, (1,))
-            weights = resize_matrix(
-                self.backend,
-                start,
-                length,
-                size,
-                output_size,
-                self.interpolation,
-            )
-            return weights[0]
-
-        rows = matrix(top, crop_height, image_height, self.height)
-        columns = matrix(left, crop_width, image_width, self.width)
-        images = bnp.einsum("hH,bHWc->bhWc", rows, images)
-        images = bnp.einsum("wW,bhWc->bhwc", columns, images)
         if self.interpolation == "bicubic":
-            images = bnp.clip(images, *self.value_range)
+            images = self.backend.numpy.clip(images, *self.value_range)
         return images
 
     def compute_output_shape(self, input_shape):

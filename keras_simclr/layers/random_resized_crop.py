@@ -149,6 +149,38 @@ def resize_matrix(
     )
 
 
+def resize_box(backend, images, box, size, interpolation):
+    """Crops one box out of every image of a batch and resizes it.
+
+    Args:
+        backend: the backend namespace to compute with (`layer.backend`).
+        images: float32 batch `(batch, H, W, channels)`.
+        box: `(top, left, box_height, box_width)`, whole pixels, the same
+            for every image (scalars or scalar tensors).
+        size: `(height, width)` of the result.
+        interpolation: `"bilinear"` or `"bicubic"` (see `resize_matrix`).
+
+    Returns:
+        `(batch, height, width, channels)`, not clipped.
+    """
+    bnp = backend.numpy
+    _, image_height, image_width, _ = backend.shape(images)
+
+    def matrix(start, length, axis_size, output_size):
+        start = bnp.reshape(backend.cast(start, "float32"), (1,))
+        length = bnp.reshape(backend.cast(length, "float32"), (1,))
+        weights = resize_matrix(
+            backend, start, length, axis_size, output_size, interpolation
+        )
+        return weights[0]
+
+    top, left, box_height, box_width = box
+    rows = matrix(top, box_height, image_height, size[0])
+    columns = matrix(left, box_width, image_width, size[1])
+    images = bnp.einsum("hH,bHWc->bhWc", rows, images)
+    return bnp.einsum("wW,bhWc->bhwc", columns, images)
+
+
 @keras.saving.register_keras_serializable(package="keras_simclr")
 class RandomResizedCrop(ImageDataLayer):
     """Crops a random box of each image and resizes it, as in SimCLR.
@@ -503,26 +535,14 @@ class RandomResizedCrop(ImageDataLayer):
 
     def resize(self, images):
         """Resizes whole images to `(height, width)` with `interpolation`."""
-        bnp = self.backend.numpy
         _, image_height, image_width, _ = self.backend.shape(images)
-        zero = bnp.zeros((1,), dtype="float32")
-
-        def whole(size, output_size):
-            length = zero + self.backend.cast(size, "float32")
-            matrix = resize_matrix(
-                self.backend,
-                zero,
-                length,
-                size,
-                output_size,
-                self.interpolation,
-            )
-            return matrix[0]
-
-        rows = whole(image_height, self.height)
-        columns = whole(image_width, self.width)
-        images = bnp.einsum("hH,bHWc->bhWc", rows, images)
-        images = bnp.einsum("wW,bhWc->bhwc", columns, images)
+        images = resize_box(
+            self.backend,
+            images,
+            (0.0, 0.0, image_height, image_width),
+            (self.height, self.width),
+            self.interpolation,
+        )
         return self._clip(images)
 
     def _clip(self, images):
