@@ -50,13 +50,24 @@ backup with or without --overwrite.
 Runs on every Keras backend: set KERAS_BACKEND=tensorflow, jax or torch.
 
 Several devices: --strategy=mirrored (TensorFlow: the local GPUs),
-multi_worker (TensorFlow, one process per host, cluster in TF_CONFIG), tpu, or
-data_parallel (JAX). --batch_size is the global batch; every view's negatives
-are all the other views of it, and batch norm uses its statistics. To try it on
-a CPU, split it into logical devices:
+multi_worker (TensorFlow, one process per host, cluster in TF_CONFIG), tpu,
+data_parallel (JAX; across several processes with --coordinator_address,
+--num_processes and --process_id) or torch_ddp (PyTorch, one process per
+device, started by torchrun). --batch_size is the global batch; every view's
+negatives are all the other views of it, and batch norm uses its statistics.
+To try it on a CPU, split it into logical devices:
 
     KERAS_BACKEND=tensorflow python examples/pretrain.py --strategy=mirrored \
         --cpu_devices=2 --model_dir=runs/digits_mirrored
+
+or start processes (process 0 writes the run directory):
+
+    KERAS_BACKEND=torch torchrun --nproc_per_node=2 examples/pretrain.py \
+        --strategy=torch_ddp --model_dir=runs/digits_ddp
+    # JAX: one command per process, i = 0 and 1
+    KERAS_BACKEND=jax python examples/pretrain.py --strategy=data_parallel \
+        --coordinator_address=127.0.0.1:1234 --num_processes=2 --process_id=i \
+        --model_dir=runs/digits_jax2
 """
 
 # First, before TensorFlow loads (it reads its oneDNN setting once) and
@@ -142,13 +153,31 @@ flags.DEFINE_float(
 )
 flags.DEFINE_enum(
     "strategy", "one_device",
-    ["one_device", "mirrored", "multi_worker", "tpu", "data_parallel"],
+    ["one_device", "mirrored", "multi_worker", "tpu", "data_parallel", "torch_ddp"],
     "How to spread the batch over devices. mirrored: tf.distribute.MirroredStrategy "
     "over the local GPUs (or --cpu_devices); multi_worker: "
     "tf.distribute.MultiWorkerMirroredStrategy, hosts given by TF_CONFIG; tpu: "
     "tf.distribute.TPUStrategy (--tpu); these three need KERAS_BACKEND=tensorflow. "
-    "data_parallel: keras.distribution.DataParallel over all devices, KERAS_BACKEND=jax. "
+    "data_parallel: keras.distribution.DataParallel over all devices, KERAS_BACKEND=jax "
+    "(of every process with --num_processes). torch_ddp: one torch.distributed process "
+    "per device (gloo on CPUs, NCCL on GPUs), KERAS_BACKEND=torch, started by torchrun. "
     "--batch_size is the global batch.",
+)
+flags.DEFINE_string(
+    "coordinator_address", None,
+    "--strategy=data_parallel across processes: host:port of process 0, the same "
+    "in every process.",
+)
+flags.DEFINE_integer(
+    "num_processes", 1,
+    "--strategy=data_parallel: the number of JAX processes that train together.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "process_id", 0,
+    "--strategy=data_parallel across processes: this process's index, "
+    "0 to --num_processes - 1.",
+    lower_bound=0,
 )
 flags.DEFINE_integer(
     "cpu_devices", 0,
@@ -263,8 +292,16 @@ def make_strategy(name, cpu_devices, tpu):
         raise app.UsageError(
             "--strategy=data_parallel uses the JAX distribution API: run with "
             f"KERAS_BACKEND=jax (received backend {backend}). On TensorFlow use "
-            "--strategy=mirrored. The PyTorch backend trains on one device only."
+            "--strategy=mirrored, on PyTorch --strategy=torch_ddp."
         )
+    if FLAGS.num_processes > 1 and name != "data_parallel":
+        raise app.UsageError(
+            "--num_processes starts JAX processes for --strategy=data_parallel "
+            f"(torch_ddp takes its processes from torchrun). Received: "
+            f"--num_processes={FLAGS.num_processes} with --strategy={name}"
+        )
+    if name == "torch_ddp":
+        return start_torch_processes(backend)
     if backend == "tensorflow" and cpu_devices:
         import tensorflow as tf
 
@@ -275,6 +312,22 @@ def make_strategy(name, cpu_devices, tpu):
     if name == "one_device":
         return None
     if name == "data_parallel":
+        if FLAGS.num_processes > 1:
+            if not FLAGS.coordinator_address:
+                raise app.UsageError(
+                    "--num_processes > 1 needs --coordinator_address (host:port "
+                    f"of process 0). Received: --num_processes={FLAGS.num_processes}"
+                )
+            if FLAGS.process_id >= FLAGS.num_processes:
+                raise app.UsageError(
+                    "--process_id must be below --num_processes="
+                    f"{FLAGS.num_processes}. Received: --process_id={FLAGS.process_id}"
+                )
+            import keras_simclr
+
+            keras_simclr.distribute.initialize_jax_processes(
+                FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+            )
         keras.distribution.set_distribution(keras.distribution.DataParallel())
         return None
     import tensorflow as tf
@@ -290,6 +343,24 @@ def make_strategy(name, cpu_devices, tpu):
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def start_torch_processes(backend):
+    """Joins the torch.distributed group that torchrun describes (RANK,
+    WORLD_SIZE, MASTER_ADDR, MASTER_PORT): NCCL with one GPU per process,
+    gloo on CPUs; a torchrun restart joins a fresh group."""
+    if backend != "torch":
+        raise app.UsageError(
+            "--strategy=torch_ddp runs torch.distributed processes: run with "
+            f"KERAS_BACKEND=torch (received backend {backend})."
+        )
+    import keras_simclr
+
+    try:
+        keras_simclr.distribute.initialize_torch_processes()
+    except ValueError as error:
+        raise app.UsageError(f"--strategy=torch_ddp: {error}")
+    return None
 
 
 def make_optimizer(name, schedule, momentum, weight_decay):
@@ -432,7 +503,13 @@ def main(argv):
     num_devices = keras_simclr.distribute.num_data_parallel_devices()
     if strategy is not None:
         num_devices = strategy.num_replicas_in_sync
-    keras.utils.set_random_seed(FLAGS.seed)
+    # PyTorch processes draw their own views (fit() gives every process
+    # process 0's weights); under JAX the step is one program, and every
+    # process must build the same variables.
+    process_index = keras_simclr.distribute.process_index()
+    chief = process_index == 0
+    view_seed = FLAGS.seed + (process_index if FLAGS.strategy == "torch_ddp" else 0)
+    keras.utils.set_random_seed(view_seed)
     if FLAGS.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
     image_size = FLAGS.image_size or example_data.default_image_size(FLAGS.dataset)
@@ -444,7 +521,7 @@ def main(argv):
             color_jitter_strength=FLAGS.color_jitter_strength,
             blur_probability=FLAGS.blur_probability,
             crop_scale=(FLAGS.crop_min_scale, 1.0),
-            seed=FLAGS.seed,
+            seed=view_seed,
         )
 
     try:
@@ -560,15 +637,18 @@ def main(argv):
             "--queue_size must hold the keys of both views of a batch, at least "
             f"2 * --batch_size = {2 * batch_size}. Received: --queue_size={FLAGS.queue_size}"
         )
-    if not resuming:
-        # Training starts from step 0: nothing an earlier run left stays valid.
-        clear_run_outputs(FLAGS.model_dir)
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
-    with open(os.path.join(FLAGS.model_dir, "flags.json"), "w") as f:
-        json.dump(
-            {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS},
-            f, indent=2, sort_keys=True,
-        )
+    # With several processes, process 0 alone writes the run directory.
+    if chief:
+        if not resuming:
+            # Training starts from step 0: nothing an earlier run left stays valid.
+            clear_run_outputs(FLAGS.model_dir)
+        os.makedirs(FLAGS.model_dir, exist_ok=True)
+        with open(os.path.join(FLAGS.model_dir, "flags.json"), "w") as f:
+            json.dump(
+                {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS},
+                f, indent=2, sort_keys=True,
+            )
+    keras_simclr.distribute.barrier()
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     # Variables, models and optimizer are made under the strategy.
     with scope:
@@ -637,19 +717,24 @@ def main(argv):
             double_checkpoint=True,
         ),
         stop_at_step,
-        keras.callbacks.CSVLogger(
-            os.path.join(FLAGS.model_dir, "history.csv"), append=True
-        ),
     ]
-    if FLAGS.tensorboard:
+    if chief:
+        callbacks.append(
+            keras.callbacks.CSVLogger(
+                os.path.join(FLAGS.model_dir, "history.csv"), append=True
+            )
+        )
+    if FLAGS.tensorboard and chief:
         callbacks.append(
             keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "tensorboard"))
         )
-    if FLAGS.plots:
-        keras_simclr.visualization.augmentation_preview(
-            augmentation, data.preview, os.path.join(FLAGS.model_dir, "views.png"),
-            seed=FLAGS.seed,
-        )
+    if FLAGS.plots and chief:
+        # It copies the augmentation: new variables, this process's own.
+        with keras_simclr.distribute.process_local_variables():
+            keras_simclr.visualization.augmentation_preview(
+                augmentation, data.preview,
+                os.path.join(FLAGS.model_dir, "views.png"), seed=FLAGS.seed,
+            )
     if isinstance(data.train, tuple):
         train_images, train_labels = data.train
         inputs = {
@@ -677,76 +762,94 @@ def main(argv):
     fit_result = pretrainer.fit(
         **inputs,
         epochs=FLAGS.epochs,
-        verbose=FLAGS.verbose,
+        verbose=FLAGS.verbose if chief else 0,
         callbacks=callbacks,
     )
     history = fit_result.history
     wall_time = time.time() - start
+    if not chief:
+        # The logs were the global ones in every process; process 0 saves
+        # and evaluates.
+        finish_processes()
+        return
 
-    pretrainer.save(os.path.join(FLAGS.model_dir, "pretrainer.keras"))
-    encoder.save(os.path.join(FLAGS.model_dir, "encoder.keras"))
-    linear_probe = None
-    if labelled:
-        linear_probe = {
-            name: linear_probe_accuracy(
-                model, *data.eval_train, *data.eval_test, num_devices
-            )
-            for name, model in (
-                ("pretrained", encoder), ("random_init", random_encoder)
-            )
+    # Under a JAX distribution across processes, making variables is a
+    # collective step: process 0 saves and evaluates with its own.
+    with keras_simclr.distribute.process_local_variables():
+        pretrainer.save(os.path.join(FLAGS.model_dir, "pretrainer.keras"))
+        encoder.save(os.path.join(FLAGS.model_dir, "encoder.keras"))
+        linear_probe = None
+        if labelled:
+            linear_probe = {
+                name: linear_probe_accuracy(
+                    model, *data.eval_train, *data.eval_test, num_devices
+                )
+                for name, model in (
+                    ("pretrained", encoder), ("random_init", random_encoder)
+                )
+            }
+        num_test_images = len(data.eval_test[0]) if labelled else 0
+        loss_name = (
+            "contrastive_loss" if FLAGS.objective == "simclr" else f"{FLAGS.objective}_loss"
+        )
+        results = {
+            "backend": keras.backend.backend(),
+            "strategy": FLAGS.strategy,
+            "devices": int(num_devices),
+            "processes": int(keras_simclr.distribute.process_count()),
+            "dataset": FLAGS.dataset,
+            "train_images": int(data.num_train),
+            # Held-out images the evaluations scored, of "held_out_images".
+            "test_images": int(num_test_images),
+            "held_out_images": int(data.num_held_out),
+            "eval_train_images": int(len(data.eval_train[0])) if labelled else 0,
+            "epochs": FLAGS.epochs,
+            "steps": int(total_steps),
+            # Steps taken in all, restored ones included; equals "steps".
+            "optimizer_steps": int(keras.ops.convert_to_numpy(optimizer.iterations)),
+            # Step count restored from the backup (0 for a fresh run).
+            "resumed_from_step": stop_at_step.initial_step,
+            # After a resume, only the epochs this invocation ran (1-based).
+            "epochs_run": [epoch + 1 for epoch in fit_result.epoch],
+            "pretraining_seconds": round(wall_time, 1),
+            "objective": FLAGS.objective,
+            "final_objective_loss": float(history[loss_name][-1]),
+            "linear_probe_accuracy": linear_probe,
+            "history": {k: [float(v) for v in vs] for k, vs in history.items()},
         }
-    num_test_images = len(data.eval_test[0]) if labelled else 0
-    loss_name = (
-        "contrastive_loss" if FLAGS.objective == "simclr" else f"{FLAGS.objective}_loss"
-    )
-    results = {
-        "backend": keras.backend.backend(),
-        "strategy": FLAGS.strategy,
-        "devices": int(num_devices),
-        "dataset": FLAGS.dataset,
-        "train_images": int(data.num_train),
-        # Held-out images the evaluations scored, of "held_out_images".
-        "test_images": int(num_test_images),
-        "held_out_images": int(data.num_held_out),
-        "eval_train_images": int(len(data.eval_train[0])) if labelled else 0,
-        "epochs": FLAGS.epochs,
-        "steps": int(total_steps),
-        # Steps taken in all, restored ones included; equals "steps".
-        "optimizer_steps": int(keras.ops.convert_to_numpy(optimizer.iterations)),
-        # Step count restored from the backup (0 for a fresh run).
-        "resumed_from_step": stop_at_step.initial_step,
-        # After a resume, only the epochs this invocation ran (1-based).
-        "epochs_run": [epoch + 1 for epoch in fit_result.epoch],
-        "pretraining_seconds": round(wall_time, 1),
-        "objective": FLAGS.objective,
-        "final_objective_loss": float(history[loss_name][-1]),
-        "linear_probe_accuracy": linear_probe,
-        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
-    }
-    if FLAGS.objective == "simclr":
-        results["final_contrastive_loss"] = results["final_objective_loss"]
-        results["final_contrastive_accuracy"] = float(
-            history["contrastive_accuracy"][-1]
-        )
-    if "knn_accuracy" in history:
-        results["final_knn_accuracy"] = float(history["knn_accuracy"][-1])
-    if not labelled:
-        results["evaluation_skipped"] = "no labels: --data_dir has no class subfolders"
-    with open(os.path.join(FLAGS.model_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    if FLAGS.plots:
-        keras_simclr.visualization.plot_history(
-            history, os.path.join(FLAGS.model_dir, "curves.png"),
-            metrics=("loss", loss_name, "contrastive_accuracy", "knn_accuracy"),
-        )
-    if labelled:
-        print(
-            "\nLinear-probe top-1 on the held-out images "
-            f"({num_test_images} images, logistic regression on frozen features):\n"
-            f"  SimCLR-pretrained encoder : {linear_probe['pretrained']:.4f}\n"
-            f"  randomly initialised      : {linear_probe['random_init']:.4f}"
-        )
+        if FLAGS.objective == "simclr":
+            results["final_contrastive_loss"] = results["final_objective_loss"]
+            results["final_contrastive_accuracy"] = float(
+                history["contrastive_accuracy"][-1]
+            )
+        if "knn_accuracy" in history:
+            results["final_knn_accuracy"] = float(history["knn_accuracy"][-1])
+        if not labelled:
+            results["evaluation_skipped"] = "no labels: --data_dir has no class subfolders"
+        with open(os.path.join(FLAGS.model_dir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        if FLAGS.plots:
+            keras_simclr.visualization.plot_history(
+                history, os.path.join(FLAGS.model_dir, "curves.png"),
+                metrics=("loss", loss_name, "contrastive_accuracy", "knn_accuracy"),
+            )
+        if labelled:
+            print(
+                "\nLinear-probe top-1 on the held-out images "
+                f"({num_test_images} images, logistic regression on frozen features):\n"
+                f"  SimCLR-pretrained encoder : {linear_probe['pretrained']:.4f}\n"
+                f"  randomly initialised      : {linear_probe['random_init']:.4f}"
+            )
     print(f"pretraining took {wall_time:.0f} s; results in {FLAGS.model_dir}")
+    finish_processes()
+
+
+def finish_processes():
+    """Leaves the torch.distributed group, if this run joined one."""
+    if FLAGS.strategy == "torch_ddp":
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
 
 
 # Flags that only some objectives use, and the pretrainer argument of each.
@@ -763,7 +866,8 @@ _OWN_FLAGS = [
     "width_multiplier", "sk_ratio", "cifar_stem", "projection_dim", "projection_layers",
     "batch_size", "epochs", "optimizer", "learning_rate",
     "learning_rate_scaling", "warmup_epochs", "momentum", "weight_decay",
-    "strategy", "cpu_devices", "tpu", "global_bn", "objective",
+    "strategy", "cpu_devices", "tpu", "coordinator_address", "num_processes",
+    "process_id", "global_bn", "objective",
     "objective_config", "target_momentum", "queue_size", "memory_queue", "prediction_hidden_dim",
     "temperature", "color_jitter_strength", "crop_min_scale",
     "blur_probability", "mixed_precision", "model_dir", "checkpoint_steps", "knn_every",

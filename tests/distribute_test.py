@@ -234,16 +234,31 @@ def test_global_batch_norm_changes_nothing_on_one_device():
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the torch multi-process check")
-def test_torch_multi_process_training_is_refused(monkeypatch):
+@pytest.mark.parametrize("model", ["classifier", "distiller"])
+def test_torch_multi_process_training_is_refused_without_the_distributed_step(
+    monkeypatch, model
+):
+    # The pretrainer trains across processes (tests/torch_ddp_test.py); the
+    # models without its distributed step refuse rather than train each
+    # process alone.
     import torch.distributed as dist
 
+    encoder = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()]
+    )
+    if model == "classifier":
+        trained = keras_simclr.models.SimCLRClassifier(encoder, num_classes=2)
+        name = "SimCLRClassifier"
+    else:
+        student = keras.Sequential(
+            [keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+             keras.layers.Dense(2)]
+        )
+        teacher = keras.Sequential([encoder, keras.layers.Dense(2)])
+        trained = keras_simclr.models.SimCLRDistiller(teacher, student)
+        name = "SimCLRDistiller"
+    trained.compile(optimizer="sgd")
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    pretrainer = keras_simclr.models.SimCLRPretrainer(
-        encoder=keras.Sequential(
-            [keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()]
-        )
-    )
-    pretrainer.compile(optimizer="sgd")
-    with pytest.raises(RuntimeError, match="process group of 2 processes"):
-        pretrainer.fit(np.zeros((4, 8, 8, 3), "float32"), batch_size=4)
+    with pytest.raises(RuntimeError, match=f"{name} .*process group of 2 processes"):
+        trained.fit(np.zeros((4, 8, 8, 3), "float32"), np.zeros((4,)), batch_size=4)

@@ -2,9 +2,12 @@
 
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
+
+from keras_simclr import distribute
 
 # Backups whose random state is kept: the newest, the previous one (which
 # `double_checkpoint=True` falls back to) and one more for a backup cut off
@@ -37,6 +40,14 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     the same step is there, even if the run was killed between the writes.
     The file is written with Python's own file functions, so `backup_dir`
     must be a local (or mounted) directory.
+
+    With several processes (PyTorch `torch.distributed`, JAX across hosts),
+    `backup_dir` is one directory all processes share: process 0 alone
+    writes the weights, every process writes its own random state
+    (`random_state.process<i>.json`: the processes draw different views),
+    and every process restores both, at once, after process 0 has checked
+    that the newest backup can be read (else it falls back to the previous
+    one, as Keras does).
 
     Args:
         backup_dir: string, the directory of the backup; see
@@ -82,19 +93,68 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             double_checkpoint=double_checkpoint,
             delete_checkpoint=delete_checkpoint,
         )
-        self.random_state_path = os.path.join(backup_dir, "random_state.json")
+
+    @property
+    def random_state_path(self):
+        """This process's random-state file in `backup_dir`."""
+        name = "random_state.json"
+        if distribute.process_count() > 1:
+            name = f"random_state.process{distribute.process_index()}.json"
+        return os.path.join(self.backup_dir, name)
 
     def on_train_begin(self, logs=None):
+        if distribute.process_count() > 1:
+            # Process 0 alone falls back to the previous backup if the
+            # newest cannot be read; then every process restores at once
+            # (under a JAX distribution, loading weights is a collective
+            # step).
+            if distribute.process_index() == 0:
+                self._replace_unreadable_backup()
+            distribute.barrier()
         # Keras restores the weights (and the step count) here.
         super().on_train_begin(logs)
         self._restore_random_state()
 
+    def _replace_unreadable_backup(self):
+        """Keras's fallback to the previous backup, done on the files alone."""
+        import h5py
+
+        if not os.path.exists(self._weights_path):
+            return
+        try:
+            with h5py.File(self._weights_path, "r") as f:
+                f.visititems(
+                    lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None
+                )
+        except OSError:
+            if not os.path.exists(self._prev_weights_path):
+                raise
+            shutil.copy(self._prev_weights_path, self._weights_path)
+            if os.path.exists(self._prev_training_metadata_path):
+                shutil.copy(
+                    self._prev_training_metadata_path, self._training_metadata_path
+                )
+            elif os.path.exists(self._training_metadata_path):
+                os.remove(self._training_metadata_path)
+
     def _save_model(self):
         # Keras calls this for every backup. The random state goes first, so
         # that no weights file is ever newer than the random state of its
-        # step.
+        # step. Only process 0 writes the weights, which all processes share,
+        # and only once every process has written its random state.
         self._save_random_state()
-        super()._save_model()
+        distribute.barrier()
+        if distribute.process_index() == 0:
+            # Keras's save makes a throwaway optimizer: a collective step
+            # under a JAX distribution, which process 0 would take alone.
+            with distribute.process_local_variables():
+                super()._save_model()
+
+    def on_train_end(self, logs=None):
+        # Every process is done with the backup before process 0 deletes it.
+        distribute.barrier()
+        if distribute.process_index() == 0:
+            super().on_train_end(logs)
 
     def _save_random_state(self):
         model = self.model

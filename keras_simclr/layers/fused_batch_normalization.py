@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_simclr import distribute
+
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
@@ -65,7 +67,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         if (
             mask is not None
             or self.renorm
-            or self.synchronized
+            or distribute.batch_norm_is_synchronized(self)
             or backend not in ("tensorflow", "torch")
             or (self.axis != -1 and self.axis != len(inputs.shape) - 1)
             or (backend == "tensorflow" and not 2 <= len(inputs.shape) <= 5)

@@ -10,6 +10,7 @@ from keras_simclr import _validation
 from keras_simclr.layers.projection_head import ProjectionHead
 from keras_simclr.models._frozen_parts import FrozenPartsMixin
 from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
+from keras_simclr import distribute
 
 MODES = ("finetune", "linear")
 
@@ -374,6 +375,7 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        distribute.check_supported(self)
         self._check_data(x, y, kwargs.get("validation_data"))
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 

@@ -359,6 +359,7 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
         restore_compiled_state(self, config)
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        distribute.check_supported(self)
         self._check_data(x, y, kwargs.get("validation_data"))
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 

@@ -390,7 +390,6 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         restore_compiled_state(self, config)
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
-        distribute.check_supported()
         if keras.backend.backend() == "tensorflow":
             cpu_defaults.check_onednn()
         self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
@@ -401,6 +400,7 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
                 with distribute.model_scope(self):
                     self.build(input_shape)
         validation_data = kwargs.get("validation_data")
+        processes = distribute.process_count()
         if isinstance(validation_data, (tuple, list)):
             self._validate_data(
                 validation_data[0],
@@ -416,12 +416,64 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             )
         if _validation.is_tf_dataset(x):
             x = _validation.check_batches_hold_two_images(x, "x")
+        if processes > 1:
+            x, y, batch_size, kwargs = self._per_process_data(
+                x, y, batch_size, kwargs
+            )
         with pipeline_errors_as_value_errors(), distribute.global_batch_norm(
             self,
             [self.encoder, self.projection_head, *self.objective.networks()],
             enabled=self.global_bn,
         ):
             return super().fit(x, y, batch_size=batch_size, **kwargs)
+
+    def _per_process_data(self, x, y, batch_size, kwargs):
+        """This process's share of `fit()`'s data when several train."""
+        if not self.built:
+            raise ValueError(
+                "With several processes the pretrainer must be built before "
+                "fit(), so that every process starts from the same weights: "
+                "call pretrainer.build(input_shape) first, or give data whose "
+                f"shape is known. Received: x of type {type(x).__name__}"
+            )
+        distribute.broadcast_weights(self)
+        kwargs = dict(kwargs)
+        x, y, batch_size = distribute.per_process_data(
+            x, y, batch_size, kwargs.pop("shuffle", True)
+        )
+        # The arrays' shuffling, if asked for, is now in the pipeline.
+        kwargs["shuffle"] = False
+        validation_data = kwargs.get("validation_data")
+        if validation_data is not None:
+            if isinstance(validation_data, (tuple, list)):
+                vx = validation_data[0]
+                vy = validation_data[1] if len(validation_data) > 1 else None
+            else:
+                vx, vy = validation_data, None
+            vx, vy, _ = distribute.per_process_data(
+                vx,
+                vy,
+                kwargs.pop("validation_batch_size", None) or batch_size,
+                shuffle=False,
+            )
+            kwargs["validation_data"] = vx if vy is None else (vx, vy)
+        return x, y, batch_size, kwargs
+
+    def get_metrics_result(self):
+        # Keras reads the metrics both for each step's logs and for the
+        # epoch's: with several torch processes, averaged over them.
+        return distribute.mean_over_processes(super().get_metrics_result())
+
+    # The backends' steps take different arguments (JAX: `state, data`).
+    def train_step(self, *args):
+        if distribute.torch_process_count() > 1:
+            return distribute.torch_train_step(self, *args)
+        return super().train_step(*args)
+
+    def test_step(self, *args):
+        if distribute.torch_process_count() > 1:
+            return distribute.torch_test_step(self, *args)
+        return super().test_step(*args)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
@@ -439,7 +491,7 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         try:
             with pipeline_errors_as_value_errors():
                 return super().evaluate(x, y, batch_size=batch_size, **kwargs)
-        except ValueError:
+        except BaseException:
             for variable, value in saved:
                 variable.assign(value)
             raise

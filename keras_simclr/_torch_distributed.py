@@ -1,0 +1,276 @@
+"""The PyTorch backend across processes (`torch.distributed`, e.g. `torchrun`).
+
+Keras has no distribution path on the PyTorch backend: under a process group
+every process would train on its own slice with its own negatives and its own
+weights. This module gives the library's pretrainer what `tf.distribute` gives
+it on TensorFlow, with one process per device (gloo on CPUs, NCCL on GPUs):
+
+- `all_gather`: the tensors of every process, concatenated in rank order, with
+  a backward pass that returns to each process the gradient of its own slice
+  summed over every process's loss (`cross_replica_concat` of
+  `keras_simclr.distribute`);
+- `synchronized_moments`: the batch mean and variance of the global batch, with
+  gradient, for batch norm during `fit()` (global batch norm);
+- `train_step`: Keras's torch `train_step` with the gradients summed across
+  processes before the optimizer step (each process's loss is divided by the
+  number of processes first, as under `tf.distribute`) and the logs averaged
+  across processes;
+- `broadcast_variables`: rank 0's values of the weights to every process, so
+  that all start from the same weights whatever their seeds.
+
+It is imported only on the PyTorch backend, from `keras_simclr.distribute`.
+"""
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def world_size():
+    """Processes in the default `torch.distributed` group; 1 without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def rank():
+    """This process's rank in the default group; 0 without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return 0
+
+
+def _device_for_collectives(tensor):
+    # gloo reduces CPU tensors; NCCL needs them on this process's GPU.
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return tensor.device
+
+
+class _AllGather(torch.autograd.Function):
+    """Concatenation of every process's tensor; backward: the sum over all
+    processes of the gradient of this process's slice."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        ctx.slice = (rank() * tensor.shape[0], (rank() + 1) * tensor.shape[0])
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(world_size())]
+        dist.all_gather(parts, tensor)
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Every process's loss depends on this slice: sum their gradients.
+        # An all-reduce works on gloo as on NCCL (reduce-scatter does not).
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start, stop = ctx.slice
+        return grad[start:stop]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; backward: the sum over processes of the gradients
+    (every process's loss depends on the sum)."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        tensor = tensor.contiguous().clone()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def all_gather(tensor):
+    """`tensor` of every process along axis 0, in rank order, with gradient.
+
+    Args:
+        tensor: a tensor `(n, ...)` of the same shape on every process.
+
+    Returns:
+        A tensor `(world_size * n, ...)`.
+    """
+    return _AllGather.apply(tensor)
+
+
+def synchronized_moments(inputs, axes):
+    """Mean and variance of `inputs` over `axes` and over every process.
+
+    The formula is Keras's (`E[x²] - E[x]²`, in float32 for float16 inputs),
+    on the sums of all processes, with gradient to every process's inputs.
+    Each process must hold the same number of elements per channel.
+
+    Args:
+        inputs: a torch tensor.
+        axes: the reduced axes (the batch and spatial axes of batch norm).
+
+    Returns:
+        `(mean, variance)`, each of the kept (channel) shape.
+    """
+    dtype = inputs.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        inputs = inputs.float()
+    axes = tuple(int(axis) % inputs.dim() for axis in axes)
+    count = 1
+    for axis in axes:
+        count *= inputs.shape[axis]
+    sums = torch.cat(
+        [torch.sum(inputs, dim=axes), torch.sum(torch.square(inputs), dim=axes)]
+    )
+    sums = _AllReduceSum.apply(sums) / float(count * world_size())
+    mean, mean_of_squares = torch.chunk(sums, 2)
+    variance = mean_of_squares - torch.square(mean)
+    return mean.to(dtype), variance.to(dtype)
+
+
+def broadcast_variables(variables):
+    """Gives every process rank 0's value of each variable (in place)."""
+    with torch.no_grad():
+        for variable in variables:
+            value = variable.value
+            device = _device_for_collectives(value)
+            buffer = value.detach().to(device).contiguous()
+            dist.broadcast(buffer, src=0)
+            value.copy_(buffer.to(value.device))
+
+
+def sum_gradients(gradients, variables):
+    """Sums each gradient over the processes, in place, in one collective.
+
+    A weight that received no gradient on this process (`None`) contributes
+    zeros, so that every process joins the same collective.
+
+    Returns:
+        The list of summed gradients, one per variable.
+    """
+    filled = [
+        torch.zeros_like(v.value) if g is None else g
+        for g, v in zip(gradients, variables)
+    ]
+    if not filled:
+        return filled
+    flat = torch.cat([g.reshape(-1) for g in filled])
+    device = _device_for_collectives(flat)
+    flat = flat.to(device)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    summed, offset = [], 0
+    for g in filled:
+        size = g.numel()
+        summed.append(flat[offset : offset + size].view_as(g).to(g.device))
+        offset += size
+    return summed
+
+
+def mean_of_logs(logs):
+    """Each scalar log averaged over the processes (one collective)."""
+    names = [name for name, value in logs.items() if _is_scalar(value)]
+    if not names:
+        return logs
+    values = torch.stack(
+        [torch.as_tensor(logs[name], dtype=torch.float64).reshape(()) for name in names]
+    )
+    device = _device_for_collectives(values)
+    values = values.to(device)
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    values = (values / world_size()).cpu()
+    reduced = dict(logs)
+    for name, value in zip(names, values):
+        reduced[name] = value.to(torch.float32)
+    return reduced
+
+
+def _is_scalar(value):
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, torch.Tensor) and value.numel() == 1
+
+
+def train_step(model, data):
+    """Keras's torch `train_step` with gradients summed across processes.
+
+    `model.compute_loss` returns each process's loss divided by the number of
+    processes (`keras_simclr.distribute.scale_loss`); the sum of the
+    processes' gradients is then the gradient of the global batch's loss.
+    The loss tracker records the undivided loss; the model averages its
+    metrics over the processes (`mean_of_logs`), so that every process
+    reports the global figures.
+    """
+    import keras
+
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if model._call_has_training_arg:
+        y_pred = model(x, training=True)
+    else:
+        y_pred = model(x)
+    model.zero_grad()
+    loss = model._compute_loss(
+        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+    )
+    batch = next(i for i in keras.tree.flatten(x) if i is not None).shape[0]
+    model._loss_tracker.update_state(loss * world_size(), sample_weight=batch)
+    if model.optimizer is not None:
+        loss = model.optimizer.scale_loss(loss)
+    variables = model.trainable_weights[:]
+    if variables:
+        loss.backward()
+        gradients = sum_gradients([v.value.grad for v in variables], variables)
+        with torch.no_grad():
+            model.optimizer.apply(gradients, variables)
+    return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def test_step(model, data):
+    """Keras's torch `test_step`, with the undivided loss tracked (each
+    process evaluates its shard)."""
+    import keras
+
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if model._call_has_training_arg:
+        y_pred = model(x, training=False)
+    else:
+        y_pred = model(x)
+    loss = model._compute_loss(
+        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
+    )
+    batch = next(i for i in keras.tree.flatten(x) if i is not None).shape[0]
+    model._loss_tracker.update_state(loss * world_size(), sample_weight=batch)
+    return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def initialize(backend=None, timeout_seconds=1800):
+    """Joins the `torch.distributed` group that `torchrun` describes.
+
+    Reads `RANK`, `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT`, and keys the
+    group's store by torchrun's restart count (`TORCHELASTIC_RESTART_COUNT`):
+    after a restart, a plain `init_process_group("gloo")` may read the
+    addresses the processes of the failed attempt left in the store, and
+    wait for a dead peer (measured with torch 2.13 and `torchrun
+    --standalone --max_restarts=1`).
+
+    Args:
+        backend: `"gloo"` or `"nccl"`; `None` for NCCL when a GPU is there
+            (each process then takes GPU `LOCAL_RANK`), else gloo.
+        timeout_seconds: how long a collective waits for the other
+            processes before failing.
+    """
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    timeout = datetime.timedelta(seconds=timeout_seconds)
+    store, process_rank, size = next(dist.rendezvous("env://", timeout=timeout))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(
+        backend,
+        store=dist.PrefixStore(f"keras_simclr/attempt_{attempt}", store),
+        rank=process_rank,
+        world_size=size,
+        timeout=timeout,
+    )
