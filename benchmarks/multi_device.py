@@ -30,17 +30,51 @@ the Keras backend are fixed at import):
    the absolute peak, the baseline (peak after imports, data and model
    building) and their difference, the memory the training step itself added.
 
+3. `processes`: the same step trained by several processes on one machine,
+   each with its share of the cores (`cores // processes` threads, and its
+   own cores by affinity), at the same global batch:
+   - PyTorch: 1 process (no process group), then a gloo `torch.distributed`
+     group on 127.0.0.1 (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`),
+     each process given the same arrays and the global `batch_size`; the
+     pretrainer's `fit()` takes each process's slice of every global batch
+     and sums the gradients across the processes;
+   - JAX: `keras.distribution.initialize` (CPU collectives through gloo)
+     and `keras.distribution.DataParallel()` over the devices of all
+     processes, with 1 and 2 processes, fed the same arrays (the
+     pretrainer's `fit()` makes them a `tf.data` pipeline of global batches,
+     which Keras shards per process).
+   Images per second are the global batch over process 0's median step
+   time. On PyTorch the collectives (`torch.distributed.all_reduce`,
+   `all_gather`, `broadcast`) are timed inside the step by a wrapper, per
+   caller (gradient sum, gather of the projections, batch-norm moments, the
+   logs), and reported as a share of the step; a blocking gloo collective
+   also holds the time a process waits for the slower one. Inside a
+   compiled JAX step the collectives cannot be timed apart, so the share is
+   derived, on both backends, from a reference row: one process alone with
+   one process's share of the cores and of the global batch (the same work
+   and threads as each process of the group, no collectives); the share is
+   (group step - reference step) / group step. On PyTorch the timed and the
+   derived shares check each other. The row of 1 process with all cores
+   and the whole global batch gives the speed-up of processes over threads
+   (`vs. 1 process`).
+
 Images are synthetic random uint8 (the ResNet rescales 0..255 itself): the
 speed of a step does not depend on the pixels.
 
     python benchmarks/multi_device.py                    # defaults, see below
     python benchmarks/multi_device.py --parts=speed --backends=tensorflow --devices=1,2,4
     python benchmarks/multi_device.py --parts=memory --memory_precisions=float32
+    python benchmarks/multi_device.py --parts=processes --process_backends=torch,jax
 
 Duration with the defaults on 2 shared cores (AMD EPYC, other jobs running):
 about 18 min for `speed` (TensorFlow 1.5 min and JAX 3.5-5 min per
 configuration) and 8 min for `memory`; `--memory_precisions=float32,
-mixed_bfloat16` adds about 5 min.
+mixed_bfloat16` adds about 5 min. `processes` is not in the default parts:
+it takes about 15 min (PyTorch about 5 min for its three rows, JAX about
+10 min), estimated from runs at a global batch of 64. Keep `--warmup` at
+2 or more: in the 1-process JAX rows the second step, too, took about four
+times the CPU time of the later ones (a second compilation), where the
+2-process rows compiled only in the first.
 
 Prints Markdown tables and writes them with the raw numbers to `--output`
 (a part that is run replaces that part of an existing file and keeps the
@@ -55,8 +89,10 @@ import argparse
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,7 +102,7 @@ from _report import machine_info  # noqa: E402
 from _report import write_results  # noqa: E402
 
 IMAGE_SIZE = 32
-PACKAGES = ("keras", "tensorflow", "jax", "jaxlib", "numpy")
+PACKAGES = ("keras", "tensorflow", "jax", "jaxlib", "torch", "numpy")
 
 NOTE = (
     "Logical devices on one CPU share the same cores: the rows with several "
@@ -104,8 +140,91 @@ def setup_devices(config):
     # JAX: XLA_FLAGS is set by the parent before this process imports jax.
 
 
+# Who calls a torch.distributed collective inside the library's step
+# (`keras_simclr._torch_distributed`), as the timing reports it.
+COLLECTIVE_CALLERS = {
+    "sum_gradients": "gradients",
+    "_AllGather.forward": "gather",
+    "_AllGather.backward": "gather",
+    "_AllReduceSum.forward": "batch_norm",
+    "_AllReduceSum.backward": "batch_norm",
+    "mean_of_logs": "logs",
+}
+
+
+def time_torch_collectives():
+    """Wraps the torch.distributed collectives with a wall-time counter.
+
+    Returns:
+        A dict, caller category to seconds spent in collectives so far,
+        updated in place (categories of `COLLECTIVE_CALLERS`, else the
+        calling function's name).
+    """
+    import threading
+
+    import torch.distributed as dist
+
+    totals = {}
+    lock = threading.Lock()
+
+    def wrap(name):
+        original = getattr(dist, name)
+
+        def timed(*args, **kwargs):
+            caller = sys._getframe(1).f_code.co_qualname
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                key = COLLECTIVE_CALLERS.get(caller, caller)
+                with lock:
+                    totals[key] = totals.get(key, 0.0) + elapsed
+
+        setattr(dist, name, timed)
+
+    # The library calls them as `dist.<name>` at run time, so the module
+    # attribute is what it finds.
+    for name in ("all_reduce", "all_gather", "broadcast"):
+        wrap(name)
+    return totals
+
+
+def join_processes(config):
+    """Joins this process to its group (torch.distributed or JAX) and sets
+    its threads; must run before the backend computes anything.
+
+    Returns:
+        The collective-time totals of `time_torch_collectives` (torch with
+        several processes), else `None`.
+    """
+    processes = config["processes"]
+    if config["backend"] == "torch":
+        import torch
+
+        torch.set_num_threads(config["threads"])
+        if processes == 1:
+            return None
+        import torch.distributed as dist
+
+        # RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT come from the parent.
+        dist.init_process_group("gloo")
+        return time_torch_collectives()
+    sys.path.insert(0, ROOT)
+    from keras_simclr import distribute
+
+    # gloo CPU collectives, then keras.distribution.initialize.
+    distribute.initialize_jax_processes(
+        f"127.0.0.1:{config['port']}", processes, config["rank"]
+    )
+    return None
+
+
 def child(config):
     setup_devices(config)
+    collective_totals = None
+    if "processes" in config:
+        collective_totals = join_processes(config)
     import keras
     import numpy as np
 
@@ -159,6 +278,14 @@ def child(config):
         )
         model = build()
         info["replicas"] = len(model.weights[0].value.sharding.device_set)
+    elif distribution == "jax_processes":
+        import jax
+
+        info["global_devices"] = len(jax.devices())
+        info["local_devices"] = len(jax.local_devices())
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        model = build()
+        info["replicas"] = len(model.weights[0].value.sharding.device_set)
     else:
         model = build()
         info["replicas"] = 1
@@ -173,14 +300,25 @@ def child(config):
             self.times = []
             self.cpu_times = []
             self.losses = []
+            self.collective_times = []
 
         def on_train_batch_begin(self, batch, logs=None):
+            if collective_totals is not None:
+                self.collectives_start = dict(collective_totals)
             self.start = time.perf_counter()
             self.cpu_start = time.process_time()
 
         def on_train_batch_end(self, batch, logs=None):
             self.times.append(time.perf_counter() - self.start)
             self.cpu_times.append(time.process_time() - self.cpu_start)
+            if collective_totals is not None:
+                spent = {
+                    key: value - self.collectives_start.get(key, 0.0)
+                    for key, value in collective_totals.items()
+                }
+                self.collective_times.append(
+                    {key: value for key, value in spent.items() if value > 0}
+                )
             self.losses.append(float(logs["contrastive_loss"]))
 
     timer = Timer()
@@ -205,7 +343,31 @@ def child(config):
         end_rss_mib=end_current,
         peak_rss_mib=end_peak,
     )
+    if "processes" in config:
+        from keras_simclr import distribute
+
+        info.update(
+            process_count=distribute.process_count(),
+            process_index=distribute.process_index(),
+            torch_threads=_torch_threads(config),
+        )
+    if collective_totals is not None:
+        info.update(
+            collective_times=timer.collective_times[config["warmup"] :],
+            warmup_collective_times=timer.collective_times[: config["warmup"]],
+        )
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return info
+
+
+def _torch_threads(config):
+    if config["backend"] != "torch":
+        return None
+    import torch
+
+    return torch.get_num_threads()
 
 
 # === Parent process ===
@@ -238,6 +400,102 @@ def run_child(config, timeout):
     return out
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_processes(config, timeout):
+    """Runs the `config["processes"]` processes of one configuration, each
+    pinned to its own `cores // processes` cores.
+
+    Returns:
+        Process 0's row, with the other processes' raw times under
+        `other_processes`.
+    """
+    processes = config["processes"]
+    cpus = sorted(os.sched_getaffinity(0))
+    threads = max(1, len(cpus) // processes)
+    if config.get("reference_for"):
+        # One process of a `reference_for`-process run, alone: its cores,
+        # its batch, no collectives.
+        threads = max(1, len(cpus) // config["reference_for"])
+        cpus = cpus[:threads]
+    port = free_port()
+    load = os.getloadavg()
+    children = []
+    start = time.perf_counter()
+    for rank in range(processes):
+        env = dict(os.environ)
+        env["KERAS_BACKEND"] = config["backend"]
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if config["backend"] == "torch" and processes > 1:
+            env.update(
+                RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(processes),
+                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+            )
+        mine = cpus if processes == 1 else cpus[rank * threads : (rank + 1) * threads]
+        child_config = dict(config, rank=rank, port=port, threads=threads, cpus=mine)
+        log = tempfile.TemporaryFile(mode="w+")
+        process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--child",
+             json.dumps(child_config)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            # Affinity before exec: every thread pool the process builds
+            # (XLA's included, which has no thread-count option) sees only
+            # these cores.
+            preexec_fn=lambda cpus=mine: os.sched_setaffinity(0, cpus),
+        )
+        children.append((process, log))
+    error = None
+    deadline = time.monotonic() + timeout
+    # A process that fails leaves the others waiting in a collective: stop
+    # them all at the first failure.
+    while any(p.poll() is None for p, _ in children):
+        if any(p.returncode not in (None, 0) for p, _ in children):
+            error = "a process failed"
+            break
+        if time.monotonic() > deadline:
+            error = f"timed out after {timeout} s"
+            break
+        time.sleep(1)
+    for process, _ in children:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    wall = time.perf_counter() - start
+    results, outputs = [], []
+    for process, log in children:
+        log.seek(0)
+        output = log.read()
+        log.close()
+        outputs.append(output)
+        lines = [l for l in output.splitlines() if l.startswith("RESULT ")]
+        if process.returncode != 0 or not lines:
+            error = error or f"process exit status {process.returncode}"
+            results.append(None)
+        else:
+            results.append(json.loads(lines[-1][len("RESULT "):]))
+    if error is not None or None in results:
+        tails = "\n".join(
+            f"--- process {rank} ---\n{output[-2000:]}"
+            for rank, output in enumerate(outputs)
+        )
+        out = {"error": f"{error}\n{tails}"}
+    else:
+        out = dict(config, threads=threads, cpus=cpus, **results[0])
+        out["other_processes"] = [
+            {key: r.get(key) for key in (
+                "process_index", "times", "cpu_times", "collective_times")}
+            for r in results[1:]
+        ]
+        out = summarise(out)
+    out["load_average_before"] = load
+    out["process_wall_seconds"] = wall
+    return out
+
+
 def median(values):
     return sorted(values)[len(values) // 2]
 
@@ -253,6 +511,20 @@ def summarise(row):
             sum(row["times"]) * available_cpus()
         )
     row["step_peak_rss_mib"] = row["peak_rss_mib"] - row["baseline_peak_rss_mib"]
+    if "threads" in row and "cpu_times" in row:
+        # The process's own cores, not the machine's.
+        row["cpu_share"] = sum(row["cpu_times"]) / (sum(row["times"]) * row["threads"])
+    if row.get("collective_times"):
+        totals = [sum(step.values()) for step in row["collective_times"]]
+        row["collective_seconds_per_step"] = median(totals)
+        row["collective_share"] = median(
+            [total / step for total, step in zip(totals, row["times"])]
+        )
+        keys = sorted({key for step in row["collective_times"] for key in step})
+        row["collective_seconds_per_step_by_caller"] = {
+            key: median([step.get(key, 0.0) for step in row["collective_times"]])
+            for key in keys
+        }
     return row
 
 
@@ -346,6 +618,92 @@ def memory_table(rows):
     return lines
 
 
+PROCESSES_NOTE = (
+    "Several processes on one machine, each pinned to its own share of the "
+    "cores: a speed-up here is real parallelism (processes against threads), "
+    "and the collectives are loopback traffic."
+)
+
+
+def processes_table(rows):
+    first = rows[0] if rows else {}
+    lines = [
+        f"SimCLR step, ResNet-18 (CIFAR stem), global batch "
+        f"{first.get('batch_size')} images of {IMAGE_SIZE}x{IMAGE_SIZE} (2 "
+        "views each, augmented in the step), split across processes; median "
+        f"of process 0's {first.get('steps')} steps after {first.get('warmup')} "
+        "warm-up.",
+        "",
+        PROCESSES_NOTE,
+        "",
+        "`images/s`: global images per second. `vs. 1 process`: images/s over "
+        "the 1-process row's of the same backend and precision. "
+        "`collectives`: on PyTorch, the wall time of process 0's "
+        "torch.distributed collectives per step (median), timed around each "
+        "call and split by caller (gradient sum, gather of the projections "
+        "for the negatives, batch-norm moments, the logs), and its share of "
+        "the step; a gloo collective returns only when every process has "
+        "joined it, so this also holds the wait for the slower process. "
+        "`reference` rows: one process alone with one group process's cores "
+        "and batch (same work, no collectives). `derived share`: (group step "
+        "- reference step) / group step, the time the group adds to each "
+        "process's work (collectives, waiting, sharding); the only figure "
+        "on JAX, whose collectives run inside the compiled step. `CPU "
+        "share`: process 0's CPU time over wall time times its own cores.",
+        "",
+        "| backend | processes | threads/process | precision | global batch "
+        "| batch/process | s/step | images/s | vs. 1 process | collectives "
+        "s/step (timed) | collectives share (timed) | by caller s/step "
+        "| derived share | CPU s/step | CPU share | peak RSS MiB (process 0) "
+        "| load avg before |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    whole = {
+        (r["backend"], r["precision"]): r
+        for r in rows
+        if r["processes"] == 1 and not r.get("reference_for") and "error" not in r
+    }
+    references = {
+        (r["backend"], r["precision"], r["reference_for"]): r
+        for r in rows
+        if r.get("reference_for") and "error" not in r
+    }
+    for r in rows:
+        speed = r.get("images_per_second")
+        key = (r["backend"], r["precision"])
+        base = whole.get(key, {})
+        reference = references.get(key + (r["processes"],), {})
+        ratio = seconds = share = callers = derived = "-"
+        if speed and base and not r.get("reference_for"):
+            ratio = f"{speed / base['images_per_second']:.2f}x"
+        if "collective_seconds_per_step" in r:
+            seconds = f"{r['collective_seconds_per_step']:.2f}"
+            share = f"{r['collective_share']:.1%}"
+            callers = ", ".join(
+                f"{name} {value:.2f}"
+                for name, value in r["collective_seconds_per_step_by_caller"].items()
+            )
+        if speed and reference:
+            step = r["seconds_per_step"]
+            derived = f"{(step - reference['seconds_per_step']) / step:.1%}"
+        processes = r["processes"]
+        if r.get("reference_for"):
+            processes = f"1 (reference for {r['reference_for']})"
+        local_batch = r["batch_size"] // r["processes"]
+        lines.append(
+            f"| {r['backend']} | {processes} | {r.get('threads', '-')} | "
+            f"{r['precision']} | {r['batch_size']} | {local_batch} | "
+            f"{fmt(r.get('seconds_per_step'), '.2f')} | {fmt(speed, '.1f')} | "
+            f"{ratio} | {seconds} | {share} | {callers} | {derived} | "
+            f"{fmt(r.get('cpu_seconds_per_step'), '.1f', '-')} | "
+            f"{fmt(r.get('cpu_share'), '.2f', '-')} | "
+            f"{fmt(r.get('peak_rss_mib'), '.0f')} | "
+            f"{r['load_average_before'][0]:.2f} |"
+        )
+    return lines
+
+
 def keep_previous(results, part):
     """Moves an earlier run of `part` to `results["previous"]`: on a shared
     machine a rerun is a second sample, not a correction."""
@@ -364,7 +722,10 @@ def main():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--parts", default="speed,memory", help="speed, memory or both")
+    parser.add_argument(
+        "--parts", default="speed,memory",
+        help="comma-separated: speed, memory, processes",
+    )
     parser.add_argument("--backends", default="tensorflow,jax", help="for the speed part")
     parser.add_argument(
         "--devices", default="1,2", help="logical device counts for the speed part"
@@ -376,11 +737,29 @@ def main():
     )
     parser.add_argument(
         "--precisions", default="float32",
-        help="dtype policies for the speed part: float32, mixed_bfloat16",
+        help="dtype policies for the speed and processes parts: float32, "
+        "mixed_bfloat16",
     )
-    parser.add_argument("--batch_size", type=int, default=256, help="global batch, images")
+    parser.add_argument(
+        "--batch_size", type=int, default=256,
+        help="global batch, images, for the speed and processes parts",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps")
     parser.add_argument("--steps", type=int, default=3, help="timed steps")
+    parser.add_argument(
+        "--process_backends", default="torch,jax",
+        help="for the processes part: torch (torch.distributed), jax",
+    )
+    parser.add_argument(
+        "--processes", default="1,2", help="process counts for the processes part"
+    )
+    parser.add_argument(
+        "--process_references", default=True,
+        action=argparse.BooleanOptionalAction,
+        help="also time, for each N > 1 of --processes, one process alone "
+        "with 1/N of the cores and of the global batch (the reference of "
+        "the derived collectives share)",
+    )
     parser.add_argument("--memory_backends", default="tensorflow")
     parser.add_argument(
         "--memory_precisions", default="float32",
@@ -412,7 +791,10 @@ def main():
     results["note"] = NOTE
     if args.tables_only:
         parts = []
-        tables = {"speed": speed_table, "memory": memory_table}
+        tables = {
+            "speed": speed_table, "memory": memory_table,
+            "processes": processes_table,
+        }
         for run in [results[p] for p in tables if p in results] + results.get(
             "previous", []
         ):
@@ -434,8 +816,16 @@ def main():
           f"load average {os.getloadavg()}", flush=True)
 
     def run(config):
-        row = dict(config, **run_child(config, args.timeout))
-        label = " ".join(str(config[k]) for k in ("backend", "distribution", "devices", "precision", "batch_size"))
+        if "processes" in config:
+            row = dict(config, **run_processes(config, args.timeout))
+            keys = (
+                "backend", "distribution", "processes", "reference_for",
+                "precision", "batch_size",
+            )
+        else:
+            row = dict(config, **run_child(config, args.timeout))
+            keys = ("backend", "distribution", "devices", "precision", "batch_size")
+        label = " ".join(str(config[k]) for k in keys)
         if "error" in row:
             print(f"{label}: FAILED\n{row['error']}", flush=True)
         else:
@@ -485,13 +875,41 @@ def main():
             "rows": rows, "table": memory_table(rows),
         }
 
+    if "processes" in parts:
+        rows = []
+        for backend in csv(args.process_backends):
+            for precision in csv(args.precisions):
+                counts = csv(args.processes, int)
+                layouts = [(n, args.batch_size, None) for n in counts]
+                if args.process_references:
+                    layouts += [
+                        (1, args.batch_size // n, n) for n in counts if n > 1
+                    ]
+                for processes, batch, reference_for in layouts:
+                    if backend == "torch":
+                        distribution = "torch_ddp" if processes > 1 else "none"
+                    else:
+                        distribution = "jax_processes"
+                    rows.append(run({
+                        "backend": backend, "distribution": distribution,
+                        "processes": processes, "devices": 1,
+                        "reference_for": reference_for,
+                        "precision": precision, "batch_size": batch,
+                        "warmup": args.warmup, "steps": args.steps,
+                    }))
+        keep_previous(results, "processes")
+        results["processes"] = {
+            "command": command, "finished": machine_info(PACKAGES)["date"],
+            "rows": rows, "table": processes_table(rows),
+        }
+
     markdown = [f"# Multi-device SimCLR step ({results['machine']['date']})", ""]
     machine = results["machine"]
     markdown.append(
         f"{machine['cpu_model']}, {machine['cpu_count']} cores; "
         + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     )
-    for part in ("speed", "memory"):
+    for part in ("speed", "memory", "processes"):
         if part in results:
             markdown += ["", f"## {part}", "", f"`{results[part]['command']}`", ""]
             markdown += results[part]["table"]
