@@ -120,6 +120,16 @@ def test_two_processes_equal_one_process(runs, objective):
             )
 
 
+def test_evaluation_across_processes_equals_one_process(runs):
+    # The trained SimCLR model's loss and contrastive accuracy over all the
+    # images, each process scoring its share against the gathered batch.
+    single, ranks = runs
+    for result in ranks:
+        np.testing.assert_allclose(
+            result["evaluation"], single["evaluation"], rtol=LOSS_RTOL, atol=LOSS_ATOL
+        )
+
+
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_processes_hold_identical_weights(runs, objective):
     # Checked, not assumed: the same summed gradients on every process.

@@ -30,12 +30,22 @@ from distribute_worker import make_data, make_pretrainer, result_arrays, train  
 OBJECTIVES = distribute_worker.OBJECTIVES
 
 
+def evaluation(pretrainer, data):
+    """`evaluate()`'s loss and contrastive accuracy over all the data."""
+    import numpy as np
+
+    logs = pretrainer.evaluate(data, batch_size=8, verbose=0, return_dict=True)
+    return np.array([logs["contrastive_loss"], logs["contrastive_accuracy"]])
+
+
 def run_single(out):
     import numpy as np
 
     data = make_data()
     arrays = {}
-    arrays.update(result_arrays("simclr", *train(make_pretrainer(), data)))
+    pretrainer = make_pretrainer()
+    arrays.update(result_arrays("simclr", *train(pretrainer, data)))
+    arrays["evaluation"] = evaluation(pretrainer, data)
     for objective in OBJECTIVES:
         pretrainer = make_pretrainer(objective=objective)
         arrays.update(result_arrays(objective, *train(pretrainer, data)))
@@ -59,6 +69,8 @@ def run_ddp(out):
         for variable in pretrainer.weights:
             variable.assign(variable + 0.5)
     arrays.update(result_arrays("simclr", *train(pretrainer, data)))
+    # Each process evaluates its share of every global batch.
+    arrays["evaluation"] = evaluation(pretrainer, data)
     for objective in OBJECTIVES:
         pretrainer = make_pretrainer(objective=objective)
         arrays.update(result_arrays(objective, *train(pretrainer, data)))

@@ -477,6 +477,11 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
+        if distribute.process_count() > 1:
+            # Each process evaluates its share of every global batch.
+            x, y, batch_size = distribute.per_process_data(
+                x, y, batch_size, shuffle=False
+            )
         if not _validation.is_tf_dataset(x):
             return super().evaluate(x, y, batch_size=batch_size, **kwargs)
         x = _validation.check_batches_hold_two_images(x, "x")
