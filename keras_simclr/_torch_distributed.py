@@ -13,8 +13,11 @@ it on TensorFlow, with one process per device (gloo on CPUs, NCCL on GPUs):
   gradient, for batch norm during `fit()` (global batch norm);
 - `train_step`: Keras's torch `train_step` with the gradients summed across
   processes before the optimizer step (each process's loss is divided by the
-  number of processes first, as under `tf.distribute`) and the logs averaged
-  across processes;
+  number of processes first, as under `tf.distribute`);
+- `mean_of_logs`: the metrics averaged across processes (the pretrainer's
+  `get_metrics_result`, which Keras reads for every step's and every
+  epoch's logs);
+- `initialize`: the group `torchrun` describes, surviving its restarts;
 - `broadcast_variables`: rank 0's values of the weights to every process, so
   that all start from the same weights whatever their seeds.
 
