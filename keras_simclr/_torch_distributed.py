@@ -195,29 +195,39 @@ def _is_scalar(value):
     return isinstance(value, torch.Tensor) and value.numel() == 1
 
 
-def train_step(model, data):
-    """Keras's torch `train_step` with gradients summed across processes.
+def _forward(model, data, training):
+    """Keras's torch step up to the loss: the outputs and the loss of this
+    process's share, the loss tracker given the undivided loss (the loss is
+    divided by the number of processes, `keras_simclr.distribute.scale_loss`).
 
-    `model.compute_loss` returns each process's loss divided by the number of
-    processes (`keras_simclr.distribute.scale_loss`); the sum of the
-    processes' gradients is then the gradient of the global batch's loss.
-    The loss tracker records the undivided loss; the model averages its
-    metrics over the processes (`mean_of_logs`), so that every process
-    reports the global figures.
+    Returns:
+        `(x, y, y_pred, sample_weight, loss)`.
     """
     import keras
 
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     if model._call_has_training_arg:
-        y_pred = model(x, training=True)
+        y_pred = model(x, training=training)
     else:
         y_pred = model(x)
-    model.zero_grad()
     loss = model._compute_loss(
-        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
     )
     batch = next(i for i in keras.tree.flatten(x) if i is not None).shape[0]
     model._loss_tracker.update_state(loss * world_size(), sample_weight=batch)
+    return x, y, y_pred, sample_weight, loss
+
+
+def train_step(model, data):
+    """Keras's torch `train_step` with gradients summed across processes.
+
+    Each process's loss is divided by the number of processes, so the sum of
+    the processes' gradients is the gradient of the global batch's loss.
+    The model averages its metrics over the processes (`mean_of_logs`), so
+    that every process reports the global figures.
+    """
+    model.zero_grad()
+    x, y, y_pred, sample_weight, loss = _forward(model, data, training=True)
     if model.optimizer is not None:
         loss = model.optimizer.scale_loss(loss)
     variables = model.trainable_weights[:]
@@ -230,20 +240,8 @@ def train_step(model, data):
 
 
 def test_step(model, data):
-    """Keras's torch `test_step`, with the undivided loss tracked (each
-    process evaluates its shard)."""
-    import keras
-
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    if model._call_has_training_arg:
-        y_pred = model(x, training=False)
-    else:
-        y_pred = model(x)
-    loss = model._compute_loss(
-        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
-    )
-    batch = next(i for i in keras.tree.flatten(x) if i is not None).shape[0]
-    model._loss_tracker.update_state(loss * world_size(), sample_weight=batch)
+    """Keras's torch `test_step` on this process's share of the batch."""
+    x, y, y_pred, sample_weight, _ = _forward(model, data, training=False)
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
 

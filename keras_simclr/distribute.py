@@ -337,7 +337,7 @@ def process_index():
     """This process's index among `process_count()`; 0 with one process."""
     backend = keras.backend.backend()
     if backend == "torch":
-        return _torch().rank() if torch_process_count() > 1 else 0
+        return _torch().rank()
     if backend == "jax":
         import jax
 
@@ -404,13 +404,14 @@ def initialize_torch_processes(backend=None, timeout_seconds=1800):
 
 def torch_train_step(model, data):
     """The training step of `model` across a `torch.distributed` group: the
-    gradients summed over the processes before the optimizer step, the logs
-    averaged over them (`keras_simclr._torch_distributed.train_step`)."""
+    gradients summed over the processes before the optimizer step
+    (`keras_simclr._torch_distributed.train_step`)."""
     return _torch().train_step(model, data)
 
 
 def torch_test_step(model, data):
-    """The evaluation step across a `torch.distributed` group, logs averaged."""
+    """The evaluation step across a `torch.distributed` group, on this
+    process's share of the batch."""
     return _torch().test_step(model, data)
 
 
@@ -596,9 +597,10 @@ def initialize_jax_processes(coordinator_address, num_processes, process_id):
     Every process must then build the same model from the same seed: under
     a distribution, JAX checks that each new variable has the same value in
     every process (an `AssertionError` from `device_put` otherwise). For
-    the same reason, creating variables is a collective step: call
-    `model.save()` in every process (or in process 0 with the distribution
-    unset meanwhile); `model.save_weights()` may run in process 0 alone.
+    the same reason, creating variables is a collective step: code that
+    process 0 runs alone and that makes variables (`model.save()` and
+    `model.save_weights()` make a throwaway optimizer) goes inside
+    `process_local_variables()`.
 
     Args:
         coordinator_address: `"host:port"` of process 0, where the group

@@ -14,7 +14,6 @@ checks that each removal breaks the equality.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -25,6 +24,8 @@ from keras import ops
 
 import keras_simclr
 from keras_simclr import distribute
+
+from tests.testing import free_port
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distribute_worker.py")
 BACKEND = keras.backend.backend()
@@ -137,15 +138,9 @@ def test_global_batch_norm_is_not_left_in_the_layers(mirrored):
     assert flags.size > 0 and not flags.any()
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @tensorflow_only
 def test_multi_worker_two_processes_equal_one_device(mirrored, tmp_path):
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     workers = []
     for index in range(2):
         tf_config = {

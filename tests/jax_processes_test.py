@@ -20,7 +20,6 @@ initialised once per process and must not leak into other tests.
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ import numpy as np
 import pytest
 
 import keras_simclr
+
+from tests.testing import free_port
 
 WORKER = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "jax_processes_worker.py"
@@ -44,12 +45,6 @@ pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "jax",
     reason="jax.distributed runs on the JAX backend",
 )
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _environment():
@@ -111,7 +106,7 @@ def _wait(processes, logs):
 def runs(tmp_path_factory):
     directory = tmp_path_factory.mktemp("jax_processes")
     backup_dir = directory / "backup"
-    coordinator = f"127.0.0.1:{_free_port()}"
+    coordinator = f"127.0.0.1:{free_port()}"
     outs = [directory / f"process_{i}.npz" for i in range(NUM_PROCESSES)]
     logs = [directory / f"process_{i}.log" for i in range(NUM_PROCESSES)]
     processes = [

@@ -1,7 +1,9 @@
 """Shared checks: config and `.keras` round trips, as keras-hub's TestCase,
-and the backend's own autodiff and compilation for tests of objectives."""
+the backend's own autodiff and compilation for tests of objectives, and a
+free port for tests that start processes."""
 
 import os
+import socket
 
 import keras
 import numpy as np
@@ -117,3 +119,10 @@ def tiny_encoder(name="encoder"):
         ],
         name=name,
     )
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

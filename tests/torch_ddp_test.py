@@ -14,13 +14,14 @@ batch-norm sync must each break the equality.
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
+
+from tests.testing import free_port
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "torch",
@@ -40,12 +41,6 @@ LOSS_RTOL, LOSS_ATOL = 1e-5, 2e-6
 WEIGHT_RTOL, WEIGHT_ATOL = 1e-5, 1e-5
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _env(**extra):
     return dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="2", **extra)
 
@@ -58,7 +53,7 @@ def runs(tmp_path_factory):
         env=_env(), capture_output=True, text=True, timeout=600,
     )
     assert single.returncode == 0, single.stderr[-4000:]
-    port = str(_free_port())
+    port = str(free_port())
     processes = [
         subprocess.Popen(
             [sys.executable, WORKER, "--mode=ddp", f"--out={directory / f'rank_{rank}.npz'}"],

@@ -31,8 +31,10 @@ from tests.examples.resume_test import (
     PROBE,
     ROOT,
     STEPS_PER_EPOCH,
+    environment,
     load_state,
     read_backup_position,
+    script_arguments,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -66,17 +68,8 @@ def command(probe_path, state_dir, model_dir):
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         "--nproc_per_node=2", "--max_restarts=1", "--monitor_interval=0.1",
-        str(probe_path), str(state_dir), script,
-        "--strategy=torch_ddp",
-        f"--model_dir={model_dir}",
-        f"--epochs={EPOCHS}",
-        "--max_images=64",
-        "--batch_size=16",
-        "--image_size=8",
-        "--checkpoint_steps=1",
-        "--knn_every=0",
-        "--noplots",
-        "--verbose=0",
+        str(probe_path), str(state_dir), script, "--strategy=torch_ddp",
+        *script_arguments(model_dir), "--knn_every=0", "--noplots",
     ]
 
 
@@ -84,11 +77,7 @@ def test_killed_process_restarts_with_its_peer_from_the_last_backup(tmp_path):
     probe_path = tmp_path / "probe.py"
     probe_path.write_text(RANKED_PROBE)
     model_dir, state_dir = tmp_path / "run", tmp_path / "states"
-    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-    env = dict(
-        os.environ, KERAS_BACKEND="torch", PYTHONPATH=path, OMP_NUM_THREADS="1",
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
+    env = dict(environment(), OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
     log_path = tmp_path / "torchrun.log"
     with open(log_path, "w") as log:
         run = subprocess.Popen(
