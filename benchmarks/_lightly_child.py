@@ -24,7 +24,11 @@ parent scores with the same kNN and linear evaluation as keras_simclr's run:
 - views: lightly's `SimCLRTransform` at 32 px with the CIFAR settings of the
   paper (colour strength 0.5, no blur, crop scale 0.08 to 1) and no mean/std
   normalisation (keras_simclr's ResNet takes pixels in [0, 1] too), made by a
-  `DataLoader` with `workers` processes, as lightly's users run it.
+  `DataLoader` with `workers` processes, as lightly's users run it;
+- precision: float32, or with the job's `mixed_precision` PyTorch's fastest
+  CPU setting, as keras_simclr's `mixed_bfloat16` run: the forward pass under
+  `torch.autocast("cpu", dtype=torch.bfloat16)`, model and views in the
+  `channels_last` memory format, NT-Xent on the float32 projections.
 """
 
 import json
@@ -125,6 +129,20 @@ def main():
         })
         next_eval += job["eval_every_seconds"]
 
+    mixed = job.get("mixed_precision", False)
+    if mixed:
+        backbone = backbone.to(memory_format=torch.channels_last)
+
+    def step_loss(view_a, view_b):
+        if not mixed:
+            return criterion(head(backbone(view_a)), head(backbone(view_b)))
+        projections = []
+        for view in (view_a, view_b):
+            view = view.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                projections.append(head(backbone(view)))
+        return criterion(*(z.float() for z in projections))
+
     record()
     batches = iter(loader)
     done = False
@@ -138,7 +156,7 @@ def main():
             except StopIteration:
                 batches = iter(loader)
                 view_a, view_b = next(batches)
-            loss = criterion(head(backbone(view_a)), head(backbone(view_b)))
+            loss = step_loss(view_a, view_b)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -369,6 +369,7 @@ def train_lightly(args, keras, keras_simclr, x_train, curve_train, curve_test, e
             "temperature": args.temperature, "warmup_fraction": args.warmup_fraction,
             "steps_per_round": args.steps_per_round, "workers": args.lightly_workers,
             "seconds": budget.seconds, "steps": budget.steps, "eval_every_seconds": eval_every,
+            "mixed_precision": bool(args.mixed_precision),
         }
         child = subprocess.run(
             [args.lightly_python, os.path.join(HERE, "_lightly_child.py"), json.dumps(job)],

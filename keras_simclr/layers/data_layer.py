@@ -15,9 +15,11 @@ layer call context (`global_state`'s `"current_call_ctx"`), read to tell a
 call by the user (whose input range is checked) from a call inside a model.
 """
 
+import contextlib
 import math
 import re
 import sys
+import threading
 
 import keras
 import numpy as np
@@ -270,6 +272,25 @@ def validate_image_shape(layer_name, shape):
         )
 
 
+_INPUTS_CHECKED = threading.local()
+
+
+@contextlib.contextmanager
+def inputs_checked():
+    """Within it, the layers skip their own input check.
+
+    For a caller that checked the batch itself: the model step that runs the
+    augmentation as an XLA cluster checks the images outside it, because
+    XLA drops assertions (with a warning per assertion).
+    """
+    previous = getattr(_INPUTS_CHECKED, "value", False)
+    _INPUTS_CHECKED.value = True
+    try:
+        yield
+    finally:
+        _INPUTS_CHECKED.value = previous
+
+
 class ImageDataLayer(DataLayer):
     """Base of the augmentation layers: a `DataLayer` with a seed and range.
 
@@ -340,7 +361,11 @@ class ImageDataLayer(DataLayer):
         `tf.data` map on any backend, gets the same checks as assertions.
         JAX tracers are not checked.
         """
-        if not self._depends_on_value_range() or not self._is_outermost_call():
+        if (
+            getattr(_INPUTS_CHECKED, "value", False)
+            or not self._depends_on_value_range()
+            or not self._is_outermost_call()
+        ):
             return inputs
         tf = sys.modules.get("tensorflow")
         if tf is not None and _is_graph_tensor(tf, inputs):

@@ -9,6 +9,7 @@ from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
 from keras_simclr import distribute
 from keras_simclr.losses.distillation import distillation_loss
+from keras_simclr.models import _in_step_augmentation
 from keras_simclr.models._compile import restore_compiled_state
 from keras_simclr.models._frozen_parts import FrozenPartsMixin
 
@@ -245,11 +246,17 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
         if not training:
             return self.student(self.evaluation_views(images), training=False)
         if self.augmentation is not None:
-            images = self.augmentation(images, training=True)
+            # As the pretrainer's views: one XLA cluster on TensorFlow.
+            images = _in_step_augmentation.run(
+                self, self.augmentation, self._augment, images
+            )
         return {
             "logits": self.student(images, training=True),
             "teacher_logits": self._teacher_logits(images),
         }
+
+    def _augment(self, images):
+        return self.augmentation(images, training=True)
 
     def _teacher_logits(self, images):
         return ops.stop_gradient(self.teacher(images, training=False))
