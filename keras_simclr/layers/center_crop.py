@@ -12,22 +12,22 @@ class CenterCrop(ImageDataLayer):
 
     The official SimCLR evaluation transform (`data_util.center_crop`). The
     crop keeps a fraction `crop_proportion` of the image along one side,
-    with a shape set by `height / width`: writing `H`, `W` for the image
-    size, `p` for `crop_proportion` and `a = height / width`,
+    with the output's shape: writing `H`, `W` for the image size, `p` for
+    `crop_proportion` and `a = width / height` for the output's aspect ratio
+    (the official code's `aspect_ratio`, "width / height"),
 
-    - if `a > W / H`: `crop_height = rint(p / a * W)`,
-      `crop_width = rint(p * W)`;
+    - if `a > W / H` (the output is wider than the image):
+      `crop_height = rint(p / a * W)`, `crop_width = rint(p * W)`;
     - otherwise: `crop_height = rint(p * H)`, `crop_width = rint(p * a * H)`
 
     (`rint` rounds half to even, as `tf.math.rint`; a side is at least one
-    pixel). As in the official code, `a` is `height / width` where the
-    formulas read it as a width-to-height ratio: for square outputs, the
-    usual case, this makes no difference, and for others the crop is
-    reproduced as the official code takes it. The crop starts at
-    `((H - crop_height) + 1) // 2`, `((W - crop_width) + 1) // 2`, and is
-    resized to `(height, width)` with `interpolation` (half-pixel centres,
-    no antialiasing, like `tf.image.resize`). The default, 0.875 and
-    bicubic, is the official one for ImageNet at 224 x 224.
+    pixel), so the crop has the output's aspect ratio up to rounding: a
+    100 x 100 image cropped to 48 x 32 (tall) keeps a box 88 pixels high and
+    58 wide. The crop starts at `((H - crop_height) + 1) // 2`,
+    `((W - crop_width) + 1) // 2`, and is resized to `(height, width)` with
+    `interpolation` (half-pixel centres, no antialiasing, like
+    `tf.image.resize`). The default, 0.875 and bicubic, is the official one
+    for ImageNet at 224 x 224.
 
     Crop and resize are one computation, `out = R_y @ image @ R_x^T`, with
     `R_y`, `R_x` the interpolation weight matrices of the crop, so the layer
@@ -134,8 +134,8 @@ class CenterCrop(ImageDataLayer):
         image_height = self.backend.cast(image_height, "float32")
         image_width = self.backend.cast(image_width, "float32")
         proportion = self.crop_proportion
-        # The official code passes height / width as its `aspect_ratio`.
-        aspect_ratio = self.height / self.width
+        # The official `center_crop` passes `width / height`.
+        aspect_ratio = self.width / self.height
         # Constants in float64, as Python computes them there, then float32.
         wider = aspect_ratio > image_width / image_height
         crop_height = bnp.where(

@@ -13,7 +13,7 @@ MAX_ATTEMPTS = 10
 SIMCLR_MAX_ATTEMPTS = 100
 SIMCLR_MIN_OBJECT_COVERED = 0.1
 
-SAMPLERS = ("torchvision", "simclr")
+SAMPLERS = ("torchvision", "simclr", "byol")
 INTERPOLATIONS = ("bilinear", "bicubic")
 
 # The Keys cubic convolution kernel of `tf.image.resize(..., "bicubic")`,
@@ -187,7 +187,7 @@ class RandomResizedCrop(ImageDataLayer):
 
     For every image independently, the layer samples a box whose area is a
     fraction `scale` of the image and whose aspect ratio (width / height)
-    lies in a range given by `aspect_ratio`, with one of two samplers:
+    lies in a range given by `aspect_ratio`, with one of three samplers:
 
     - `sampler="torchvision"` (the default), torchvision's
       `RandomResizedCrop` and Inception-style training: the area fraction
@@ -209,11 +209,26 @@ class RandomResizedCrop(ImageDataLayer):
       about 0.42, against 0.48 for torchvision). A box must also cover at
       least 10% of the image. When none of the 100 attempts gives a valid
       box, the box is the whole image.
+    - `sampler="byol"`, the official BYOL code
+      (`byol/utils/dataset.py`, `_decode_and_random_crop`): one draw per
+      image, no retries. The area fraction `s` is uniform in `scale` and
+      the ratio `r` log-uniform in `aspect_ratio` (not relative to the
+      output's shape; BYOL's views are square); the box is
+      `rint(sqrt(s * r * H * W))` wide and `rint(sqrt(s / r * H * W))`
+      high (`rint` rounds half to even, as `tf.round`), each side then
+      clamped to the image's (and, unlike BYOL's code, to at least one
+      pixel: a side drawn under half a pixel, on images of a few pixels,
+      would otherwise be empty). A box clamped on one side keeps its other
+      side, so it is smaller and squarer than drawn; nothing is redrawn.
+      Large boxes are thus more frequent than with the other two samplers
+      (at 224 x 224 with the defaults, the mean area fraction is about
+      0.53).
 
-    The box position is uniform. The box is then resized to `(height,
-    width)` with `interpolation` (half-pixel centres, no antialiasing, like
-    `tf.image.resize`), and flipped left-right with probability
-    `horizontal_flip_probability`.
+    The box position is uniform (for `"byol"`, each offset is a uniform
+    integer in `[0, image size - box size]`, as BYOL's code). The box is
+    then resized to `(height, width)` with `interpolation` (half-pixel
+    centres, no antialiasing, like `tf.image.resize`), and flipped
+    left-right with probability `horizontal_flip_probability`.
 
     Crop, resize and flip are one computation per image,
     `out = R_y @ image @ R_x^T`, with `R_y`, `R_x` the per-image
@@ -241,11 +256,12 @@ class RandomResizedCrop(ImageDataLayer):
             fraction of the image area. Defaults to `(0.08, 1.0)`.
         aspect_ratio: tuple of two positive floats, the range of the box
             aspect ratio width / height (for `sampler="simclr"`, relative to
-            the output's `width / height`). Defaults to `(3 / 4, 4 / 3)`.
+            the output's `width / height`, as the official SimCLR code).
+            Defaults to `(3 / 4, 4 / 3)`.
         horizontal_flip_probability: float in `[0, 1]`, the probability of
             flipping each image left-right. Defaults to `0.0`.
-        sampler: `"torchvision"` or `"simclr"`, how boxes are drawn (see
-            above). Defaults to `"torchvision"`.
+        sampler: `"torchvision"`, `"simclr"` or `"byol"`, how boxes are
+            drawn (see above). Defaults to `"torchvision"`.
         interpolation: `"bilinear"` or `"bicubic"`, how the box is resized.
             Defaults to `"bilinear"`.
         value_range: tuple `(low, high)`, the range of the input values.
@@ -290,6 +306,9 @@ class RandomResizedCrop(ImageDataLayer):
           Inception crop.
         - [Chen et al., 2020](https://arxiv.org/abs/2002.05709), SimCLR,
           Appendix A, and its code (github.com/google-research/simclr).
+        - [Grill et al., 2020](https://arxiv.org/abs/2006.07733), BYOL,
+          Appendix B, and its code (github.com/deepmind/deepmind-research,
+          `byol/utils/dataset.py`).
         - [Keys, 1981](https://doi.org/10.1109/TASSP.1981.1163711), the
           cubic convolution kernel.
     """
@@ -364,6 +383,8 @@ class RandomResizedCrop(ImageDataLayer):
         image_width = self.backend.cast(images_shape[2], "float32")
         if self.sampler == "simclr":
             box = self._simclr_box(batch_size, image_height, image_width)
+        elif self.sampler == "byol":
+            box = self._byol_box(batch_size, image_height, image_width)
         else:
             box = self._torchvision_box(batch_size, image_height, image_width)
         flip_probability = self.horizontal_flip_probability
@@ -484,6 +505,36 @@ class RandomResizedCrop(ImageDataLayer):
             room = image_size - crop_size
             uniform = bnp.floor(self._uniform((batch_size,)) * room)
             return bnp.maximum(bnp.minimum(uniform, room - 1.0), 0.0)
+
+        return {
+            "top": offset(image_height, crop_height),
+            "left": offset(image_width, crop_width),
+            "crop_height": crop_height,
+            "crop_width": crop_width,
+        }
+
+    def _byol_box(self, batch_size, image_height, image_width):
+        """BYOL's `_decode_and_random_crop`, vectorised over images: one
+        box per image, clamped to the image, never redrawn."""
+        bnp = self.backend.numpy
+        target_area = image_height * image_width * self._uniform(
+            (batch_size,), *self.scale
+        )
+        log_low, log_high = (math.log(r) for r in self.aspect_ratio)
+        ratio = bnp.exp(self._uniform((batch_size,), log_low, log_high))
+        # `tf.round`: half to even, as `round` here.
+        crop_width = bnp.round(bnp.sqrt(target_area * ratio))
+        crop_height = bnp.round(bnp.sqrt(target_area / ratio))
+        # A side drawn under half a pixel (images of a few pixels) would be
+        # empty, as in BYOL's code; one pixel keeps the resize defined.
+        crop_width = bnp.maximum(bnp.minimum(crop_width, image_width), 1.0)
+        crop_height = bnp.maximum(bnp.minimum(crop_height, image_height), 1.0)
+
+        def offset(image_size, crop_size):
+            # A uniform integer in [0, room], both included.
+            room = image_size - crop_size
+            uniform = bnp.floor(self._uniform((batch_size,)) * (room + 1.0))
+            return bnp.minimum(uniform, room)
 
         return {
             "top": offset(image_height, crop_height),

@@ -22,9 +22,10 @@ BYOL_JITTER = (0.4, 0.4, 0.2, 0.1)
 # Per preset; pairs hold the values of view 1 and view 2. SimCLR Appendix A
 # / B.9: colour strength 0.5 and no blur on CIFAR-10, 1.0 and blur 0.5 on
 # ImageNet, with the official code's crops (`sample_distorted_bounding_box`,
-# bicubic) and evaluation on a centre crop of 87.5%. BYOL Appendix B: the
-# same crops, its own jitter with an additive brightness change, blur 1.0 /
-# 0.1 and solarization 0.0 / 0.2.
+# bicubic) and evaluation on a centre crop of 87.5%. BYOL Appendix B and its
+# code: its own crop sampler (`_decode_and_random_crop`, bicubic), its own
+# jitter with an additive brightness change, blur 1.0 / 0.1 and
+# solarization 0.0 / 0.2.
 PRESETS = {
     "cifar": {
         "color_jitter_strength": 0.5,
@@ -51,7 +52,7 @@ PRESETS = {
         "jitter": BYOL_JITTER,
         "blur_probability": (1.0, 0.1),
         "solarization_probability": (0.0, 0.2),
-        "crop_sampler": "simclr",
+        "crop_sampler": "byol",
         "crop_interpolation": "bicubic",
         "impl": "v1",
         "eval_crop_proportion": 0.875,
@@ -109,7 +110,7 @@ class SimCLRAugmentation(ImageDataLayer):
 
     | | `"cifar"` | `"imagenet"` | `"byol"` |
     | --- | --- | --- | --- |
-    | crop sampler | torchvision | simclr | simclr |
+    | crop sampler | torchvision | simclr | byol |
     | crop and evaluation resize | bilinear | bicubic | bicubic |
     | jitter ranges b / c / s / h | .4 / .4 / .4 / .1 | .8 / .8 / .8 / .2 | .4 / .4 / .2 / .1 |
     | brightness change (`impl`) | factor, `"v2"` | factor, `"v2"` | delta, `"v1"` |
@@ -125,8 +126,15 @@ class SimCLRAugmentation(ImageDataLayer):
     0.1 s`. `"cifar"` and `"imagenet"` follow the SimCLR paper and its
     official code (its crop sampler and bicubic resize on ImageNet; CIFAR
     keeps torchvision's sampler and bilinear resize). `"byol"` follows
-    BYOL's Appendix B and its official code, whose brightness change is an
+    BYOL's Appendix B and its official code: its crop sampler (one draw of
+    area and aspect ratio per image, clamped to the image, see
+    `RandomResizedCrop(sampler="byol")`) and its brightness change, an
     additive delta (`impl="v1"`).
+
+    A configuration stores `crop_sampler=None` unless one was given, so a
+    `"byol"` layer saved before BYOL's sampler existed (when the preset
+    cropped with SimCLR's) loads with BYOL's sampler, as the preset now
+    means; give `crop_sampler="simclr"` to keep SimCLR's.
 
     BYOL makes its two views differently: `view=1` is always blurred and
     never solarized, `view=2` is blurred with probability 0.1 and solarized
@@ -186,8 +194,8 @@ class SimCLRAugmentation(ImageDataLayer):
             preset's, for this `view`).
         view: 1 or 2, which of the preset's two views the layer makes.
             Defaults to `1`.
-        crop_sampler: `"torchvision"`, `"simclr"` or `None` (the preset's),
-            how crop boxes are drawn (see `RandomResizedCrop`).
+        crop_sampler: `"torchvision"`, `"simclr"`, `"byol"` or `None` (the
+            preset's), how crop boxes are drawn (see `RandomResizedCrop`).
         crop_interpolation: `"bilinear"`, `"bicubic"` or `None` (the
             preset's), how crops, and the evaluation image, are resized.
         eval_crop_proportion: float in `(0, 1]` or `None` (the preset's),

@@ -54,6 +54,20 @@ def barlow_twins(z_a, z_b, lambda_offdiag=5e-3, cross_replica=False):
     The paper gives `lambda = 5e-3`; the official code defaults to
     `--lambd 0.0051`. Pass `lambda_offdiag=0.0051` to match it exactly.
 
+    On several processes the official gradient is not that of its loss:
+    `torch.distributed.all_reduce(c)` is not differentiated, so each
+    process back-propagates only its own share of `C`, and
+    `DistributedDataParallel` then averages the processes' gradients: the
+    official step follows `1 / world_size` of the gradient of the global
+    loss (the true gradient on one process). Here the loss and its
+    gradient are the true ones at every world size. The official
+    hyper-parameters were tuned with that factor (the paper trains on 32
+    GPUs): under its LARS the trust ratio makes a weight matrix's step
+    insensitive to the gradient's scale, except that weight decay weighs
+    `world_size` times more against the gradient, while biases and
+    batch-norm parameters (no trust ratio) take steps `world_size` times
+    smaller.
+
     The computation runs in float32 even for float16 / bfloat16 inputs.
 
     Args:
@@ -69,13 +83,13 @@ def barlow_twins(z_a, z_b, lambda_offdiag=5e-3, cross_replica=False):
             included) and the same formula is applied to the global batch:
             the batch statistics and `C` are those of the global batch,
             `N` its size, and every replica computes the same global loss.
-            This is what the official code does with synchronised batch
-            norm and an `all_reduce` of `C`. Since the replicas' gradients
-            are summed, the model divides each replica's loss by the number
-            of replicas (`keras_simclr.distribute.scale_loss`) before
-            taking gradients, so that a step follows the gradient of the
-            global loss once. Without a strategy, and on JAX and PyTorch,
-            it changes nothing (under `keras.distribution.DataParallel` the
+            This is the official code's loss value (synchronised batch norm
+            and an `all_reduce` of `C`). Since the replicas' gradients are
+            summed, the model divides each replica's loss by the number of
+            replicas (`keras_simclr.distribute.scale_loss`) before taking
+            gradients, so that a step follows the gradient of the global
+            loss once. Without a strategy, and on JAX and PyTorch, it
+            changes nothing (under `keras.distribution.DataParallel` the
             step already sees the global batch).
 
     Returns:

@@ -141,8 +141,10 @@ def unigrad(z_a, z_b, target_a, target_b, correlation, lambda_=100.0):
 
     The value of the surrogate is not an objective that training lowers (it
     contains `lambda * z F z^T` once where a loss with this gradient would
-    have half of it); monitor the positive similarity `mean cos(z_a, t_b)`
-    instead, as the official code logs.
+    have half of it); monitor the positive similarity instead, as the
+    official code logs it: `0.5 * (mean cos(z_a, t_b) + mean cos(z_b,
+    t_a))`, each view's online projection against the other view's target
+    (the `positive_similarity` of `keras_simclr.objectives.UniGrad`).
 
     Args:
         z_a: online projections of the first views, shape `(N, D)`.

@@ -17,7 +17,11 @@ class BarlowTwins(NonContrastiveObjective):
         L = sum_i (1 - C_ii)^2 + lambda_offdiag * sum_{i != j} C_ij^2
 
     (`keras_simclr.losses.barlow_twins`; under several replicas the
-    statistics are those of the global batch).
+    statistics are those of the global batch). The loss is the official
+    code's; its gradient is the true gradient of the global loss, where the
+    official multi-GPU gradient is `1 / world_size` of it (its `all_reduce`
+    of `C` is not differentiated and DDP averages the processes'
+    gradients; see `keras_simclr.losses.barlow_twins`).
 
     Args:
         lambda_offdiag: weight of the redundancy term; 5e-3, the paper's.

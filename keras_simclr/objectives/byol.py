@@ -15,12 +15,23 @@ class BYOL(PredictionMixin, MomentumObjective):
     1. before the step, the target (encoder and head's momentum copy)
        moves: `target = m * target + (1 - m) * online`, `m` rising from
        `momentum` to 1 along a cosine schedule when
-       `momentum_schedule_steps` is set;
+       `momentum_schedule_steps` is set (below);
     2. the online branch projects each view and predicts with the
        prediction head `q`; the target projects each view, without
        gradient;
     3. the loss is the symmetrised `2 - 2 cos(q(z_a), t_b) + 2 - 2 cos(q(z_b), t_a)`,
        averaged over the images (`keras_simclr.losses.byol`).
+
+    The schedule is the official code's, step for step. With `K =
+    momentum_schedule_steps` it is `tau_k = 1 - (1 - momentum) * (cos(pi *
+    k / K) + 1) / 2`, and BYOL's code (`byol_experiment.py`,
+    `_update_fn`) moves the target after the optimizer's update of step
+    `k` (counting from 0), with `tau_k`, towards the updated online
+    weights. Here the target moves at the start of the next step, towards
+    the same weights, so the move before step `k` uses `tau_(k - 1)` (and
+    `tau_0` before step 0, where the target is still a copy of the online
+    network and does not move): every step reads the target the official
+    code would.
 
     Args:
         momentum: base `m`; `None` for 0.996 (the paper's).
@@ -35,6 +46,8 @@ class BYOL(PredictionMixin, MomentumObjective):
 
     key = "byol"
     default_predictor_dim = 4096
+    # BYOL's code moves the target after the step, with that step's tau.
+    momentum_schedule_lag = 1
 
     def __init__(
         self, momentum=None, momentum_schedule_steps=None, prediction_head=None, **kwargs

@@ -50,6 +50,13 @@ class MomentumMixin:
     which the target is optional (SimCLR without its memory).
     """
 
+    # How many steps the cosine schedule of `m` trails the number of target
+    # updates so far. 0: the move before step `k` mixes in the online
+    # weights with the schedule at `k`, as MoCo v3 and UniGrad update their
+    # target before the step's forward pass. BYOL's code moves its target
+    # after the optimizer instead, and sets 1 (see `BYOL`).
+    momentum_schedule_lag = 0
+
     def _init_momentum(self, momentum, momentum_schedule_steps, default):
         if momentum is None:
             momentum = default
@@ -125,11 +132,14 @@ class MomentumMixin:
 
     def target_momentum(self):
         """This step's `m`: constant, or BYOL's cosine schedule of the
-        number of updates so far."""
+        number of updates so far, less `momentum_schedule_lag` (at least
+        0)."""
         if self.momentum_schedule_steps is None:
             return self.momentum
         return cosine_momentum(
-            self.target_updates, self.momentum_schedule_steps, self.momentum
+            self.target_updates - float(self.momentum_schedule_lag),
+            self.momentum_schedule_steps,
+            self.momentum,
         )
 
     def before_step(self):

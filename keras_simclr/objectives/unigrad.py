@@ -29,6 +29,11 @@ class UniGrad(MomentumObjective):
     Outside training (evaluate) the running `F` is read, not moved; before
     the first training step the batch's own `F_batch` stands in.
 
+    The surrogate loss is logged as `unigrad_loss` but is not what training
+    lowers; the number to watch is `positive_similarity`, the official
+    code's `pos_sim`: each view's online projection against the other
+    view's target, `0.5 * (mean cos(z_a, t_b) + mean cos(z_b, t_a))`.
+
     Args:
         lambda_: weight of the correlation term; 100, the paper's.
         rho: the running average's decay; 0.99, the paper's.
@@ -86,6 +91,26 @@ class UniGrad(MomentumObjective):
             correlation = ops.where(initialized, current, batch_correlation)
         loss = unigrad(z_a, z_b, t_a, t_b, correlation, lambda_=self.lambda_)
         return self.record(loss, outputs)
+
+    def record(self, loss, outputs):
+        """Updates `unigrad_loss` and `positive_similarity` (online against
+        target, as the official code's `pos_sim`); returns `loss`."""
+        z_a, z_b = self.split_views(ops.cast(outputs["projection"], "float32"))
+        t_a, t_b = self.split_views(
+            ops.cast(outputs["target_projection"], "float32")
+        )
+        weight = self.batch_weight(z_a)
+        self.loss_tracker.update_state(loss, sample_weight=weight)
+
+        def mean_cosine(x, y):
+            x, y = ops.normalize(x, axis=-1), ops.normalize(y, axis=-1)
+            return ops.mean(ops.sum(x * y, axis=-1))
+
+        similarity = 0.5 * (mean_cosine(z_a, t_b) + mean_cosine(z_b, t_a))
+        self.positive_similarity_tracker.update_state(
+            similarity, sample_weight=weight
+        )
+        return loss
 
     def get_config(self):
         return {**super().get_config(), "lambda_": self.lambda_, "rho": self.rho}

@@ -19,10 +19,11 @@ from keras_simclr import _validation
 # the layer is called (keras_simclr's ResNet names them "stem_bn",
 # "group1_block1_bn1", ..., its ProjectionHead "batch_norm_0", ...);
 # - every variable of `SimCLRPretrainer`'s online linear probe (the layer
-#   "linear_probe"), as the official code leaves its supervised head
-#   ("head_supervised") to plain momentum SGD: with layer adaptation, a probe
-#   that starts at zero would take tiny steps and `probe_accuracy` would
-#   understate the encoder.
+#   "linear_probe"): with layer adaptation, a probe that starts at zero would
+#   take tiny steps and `probe_accuracy` would understate the encoder. The
+#   official code keeps its supervised head ("head_supervised") out of LARS
+#   too, but decays the head's kernel through the loss instead (see the
+#   class docstring); the probe here is not decayed.
 DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY = (
     r"(?:^|/)bias$",
     r"(?:^|/)(?:gamma|beta|scale)$",
@@ -92,14 +93,37 @@ class LARS(keras.optimizers.Optimizer):
     Batch-norm parameters, biases and the online linear probe of
     `SimCLRPretrainer` (the layer `"linear_probe"`) are excluded from both
     weight decay and the trust ratio by default (plain momentum SGD for
-    them), as in the official code. The exclusions are regular expressions searched
-    (`re.search`) in each variable's `path`, such as
-    `"group1_block1_bn1/gamma"` or `"projection_head/dense_0/kernel"`; the
-    default `DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY` matches paths whose last
-    component is `bias`, `gamma`, `beta` or `scale`, and every variable under
-    a `linear_probe` layer, never another kernel. The decision is taken once
-    per variable, in Python, so the update traces under `jit`. The official
-    code excludes its supervised head (`"head_supervised"`) in the same way.
+    them). The exclusions are regular expressions searched (`re.search`) in
+    each variable's `path`, such as `"group1_block1_bn1/gamma"` or
+    `"projection_head/dense_0/kernel"`; the default
+    `DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY` matches paths whose last component
+    is `bias`, `gamma`, `beta` or `scale`, and every variable under a
+    `linear_probe` layer, never another kernel. The decision is taken once
+    per variable, in Python, so the update traces under `jit`.
+
+    For batch-norm parameters and biases this is the official code's
+    exclusion list. For the probe it differs: the official code excludes
+    its supervised head (`"head_supervised"`) from LARS's decay and trust
+    ratio as well, but `add_weight_decay` (`tf2/model.py`) then adds
+    `weight_decay * ||kernel||^2 / 2` for the head's kernel (not its bias)
+    to the loss, so the official head's kernel is decayed, with the same
+    coupled L2 gradient `weight_decay * w` and no trust ratio, while the
+    probe's kernel here is not decayed at all. At the paper's `1e-6` the
+    difference is negligible for a monitor; to decay the probe as the
+    official code decays its head, decay everything but biases and
+    normalisation parameters and keep the probe out of layer adaptation
+    only:
+
+    ```python
+    LARS(
+        learning_rate,
+        exclude_from_weight_decay=(
+            r"(?:^|/)bias$",
+            r"(?:^|/)(?:gamma|beta|scale)$",
+        ),
+        exclude_from_layer_adaptation=DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
+    )
+    ```
 
     Weight decay here is the L2 term of the official code, added to the
     gradient; it is not the decoupled decay of `keras.optimizers.AdamW`, and
@@ -136,7 +160,8 @@ class LARS(keras.optimizers.Optimizer):
             them; variables whose `path` any of them matches get no weight
             decay. `None` or `[]` excludes nothing. Defaults to
             `DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY` (batch-norm parameters,
-            biases and the online linear probe).
+            biases and the online linear probe, which the official code
+            decays through its loss: see above).
         exclude_from_layer_adaptation: the same, for the trust ratio; `None`
             (the default) takes `exclude_from_weight_decay`, as the official
             code does, and `[]` adapts every variable.

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_simclr.layers.center_crop import CenterCrop
 from keras_simclr.layers.random_resized_crop import RandomResizedCrop
+from tests import center_crop_reference as reference
 from tests.testing import compiled
 from tests.testing import run_serialization_test
 
@@ -18,26 +19,11 @@ def random_images(shape, seed=0):
 
 
 def official_center_crop(image, height, width, crop_proportion):
-    """SimCLR's `data_util.center_crop` of one image, in NumPy and
-    `tf.image.resize`, then clipped as its `preprocess_for_eval`."""
-    image_height, image_width = image.shape[:2]
-    aspect_ratio = height / width
-    if aspect_ratio > np.float32(image_width) / np.float32(image_height):
-        crop_height = np.rint(
-            np.float32(crop_proportion / aspect_ratio) * image_width
-        )
-        crop_width = np.rint(np.float32(crop_proportion) * image_width)
-    else:
-        crop_height = np.rint(np.float32(crop_proportion) * image_height)
-        crop_width = np.rint(
-            np.float32(crop_proportion * aspect_ratio) * image_height
-        )
-    crop_height, crop_width = int(crop_height), int(crop_width)
-    top = ((image_height - crop_height) + 1) // 2
-    left = ((image_width - crop_width) + 1) // 2
-    box = image[top : top + crop_height, left : left + crop_width]
-    resized = tf.image.resize(box, (height, width), method="bicubic")
-    return resized.numpy()
+    """The official `data_util.center_crop` of one image (bicubic), not
+    clipped."""
+    return reference.official_center_crop(
+        image[None], height, width, crop_proportion, value_range=(-1e9, 1e9)
+    )[0]
 
 
 @pytest.mark.parametrize(
@@ -46,20 +32,59 @@ def official_center_crop(image, height, width, crop_proportion):
         # 0.875 * 20 = 17.5 rounds to even, 18.
         ((20, 28), (12, 12), (1, 5, 18, 18)),
         ((28, 20), (12, 12), (5, 1, 18, 18)),
-        # height / width = 0.5 is read as the width-to-height ratio.
-        ((20, 28), (8, 16), (1, 10, 18, 9)),
-        # 0.875 * 28 = 24.5 rounds to even, 24; 2 / 1 > 28 / 30.
-        ((30, 28), (16, 8), (9, 2, 12, 24)),
+        # A wide output (width / height = 2 > 28 / 20): 87.5% of the width,
+        # half as high.
+        ((20, 28), (8, 16), (4, 2, 12, 24)),
+        # A tall output: 0.875 * 100 = 87.5 rounds to 88 high, 58 wide.
+        ((100, 100), (48, 32), (6, 21, 88, 58)),
+        # A tall output (1 / 2 < 28 / 30): 87.5% of the height, 26.25 -> 26,
+        # half as wide, 13.125 -> 13.
+        ((30, 28), (16, 8), (2, 8, 26, 13)),
         # An odd free room puts the extra pixel above and to the left.
         ((21, 27), (12, 12), (2, 5, 18, 18)),
     ],
 )
 def test_crop_box_is_the_official_one(image_size, output_size, box):
+    # The official function cuts this box: the literal is a readable
+    # statement of it.
+    assert reference.official_crop_box(*image_size, *output_size, 0.875) == box
     layer = CenterCrop(*output_size)
     top, left, height, width = (
         float(to_numpy(v)) for v in layer.crop_box(*image_size)
     )
     assert (top, left, height, width) == box
+
+
+# Image sizes (square, landscape, portrait, odd) and output shapes (square,
+# tall, wide) whose crops the official function and the layer must agree on.
+IMAGE_SIZES = [(100, 100), (100, 150), (150, 100), (37, 53), (64, 40)]
+OUTPUT_SIZES = [(48, 32), (32, 48), (16, 16), (9, 25), (30, 7)]
+PROPORTIONS = [0.875, 0.6, 1.0]
+
+
+def test_crop_boxes_match_the_official_function_on_many_shapes():
+    for image_size in IMAGE_SIZES:
+        for output_size in OUTPUT_SIZES:
+            for proportion in PROPORTIONS:
+                expected = reference.official_crop_box(
+                    *image_size, *output_size, proportion
+                )
+                layer = CenterCrop(*output_size, crop_proportion=proportion)
+                actual = tuple(
+                    int(float(to_numpy(v)))
+                    for v in layer.crop_box(*image_size)
+                )
+                assert actual == expected, (image_size, output_size, proportion)
+
+
+@pytest.mark.parametrize("image_size", [(100, 100), (37, 53), (64, 40)])
+def test_non_square_outputs_match_the_official_function(image_size):
+    x = random_images((2,) + image_size + (3,), seed=3)
+    for output_size in [(48, 32), (32, 48), (9, 25)]:
+        layer = CenterCrop(*output_size)
+        expected = reference.official_center_crop(x, *output_size)
+        actual = to_numpy(compiled(layer)(x))
+        np.testing.assert_allclose(actual, expected, atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -101,9 +126,9 @@ def test_matches_the_official_center_crop(
     [
         ((24, 24), (12, 12)),
         ((24, 24), (30, 30)),
-        # The crop is the whole image when height / width of the output is
-        # the image's width / height (the official code's reading).
-        ((20, 28), (14, 10)),
+        # The crop is the whole image when the output has the image's
+        # aspect ratio.
+        ((20, 28), (10, 14)),
     ],
 )
 def test_whole_image_bilinear_is_a_plain_resize(image_size, output_size):

@@ -480,6 +480,8 @@ def test_get_config_round_trip_of_sampler_and_interpolation():
     revived = run_serialization_test(layer)
     assert revived.sampler == "simclr"
     assert revived.interpolation == "bicubic"
+    revived = run_serialization_test(RandomResizedCrop(12, 10, sampler="byol"))
+    assert revived.sampler == "byol"
     defaults = RandomResizedCrop(12, 10).get_config()
     assert defaults["sampler"] == "torchvision"
     assert defaults["interpolation"] == "bilinear"

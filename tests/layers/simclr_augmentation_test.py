@@ -10,6 +10,7 @@ from keras_simclr.layers import ProjectionHead
 from keras_simclr.layers import SimCLRAugmentation
 from keras_simclr.layers.center_crop import CenterCrop
 from keras_simclr.models import SimCLRPretrainer
+from tests import center_crop_reference as reference
 from tests.testing import run_model_saving_test
 from tests.testing import run_serialization_test
 
@@ -142,16 +143,9 @@ def test_equals_the_three_layers_in_sequence():
 
 
 def official_center_crop(images, size, proportion=0.875):
-    """The official SimCLR `center_crop` of square views: a centred box of
-    `rint(proportion * shorter side)` pixels, resized bicubically by
-    `tf.image.resize`, clipped to the range."""
-    height, width = images.shape[1:3]
-    side = int(np.rint(proportion * min(height, width)))
-    top = (height - side + 1) // 2
-    left = (width - side + 1) // 2
-    box = images[:, top : top + side, left : left + side].astype("float32")
-    resized = tf.image.resize(box, (size, size), method="bicubic").numpy()
-    return np.clip(resized, 0, 255)
+    """The official SimCLR `center_crop` of square views, clipped to the
+    range (`tests/center_crop_reference.py`)."""
+    return reference.official_center_crop(images, size, size, proportion)
 
 
 @pytest.mark.parametrize("preset", ["imagenet", "byol"])

@@ -277,3 +277,33 @@ def test_evaluation_views_in_a_tf_data_map_of_open_image_size():
         first, official_center_crop(large, VIEW, VIEW), atol=PIXEL_ATOL, rtol=0
     )
     np.testing.assert_array_equal(second, small.astype("float32"))
+
+
+@pytest.mark.parametrize("view_size", [(24, 16), (16, 28)])
+def test_non_square_views_are_the_official_center_crop(view_size):
+    """A tall and a wide view: the encoder sees the official crop's shape
+    (eagerly, and in a `tf.data` map of open image size), not its
+    transpose."""
+    import tensorflow as tf
+
+    height, width = view_size
+    images = random_images(14, 48, 40)
+    encoder = keras.Sequential(
+        [keras.Input((height, width, 3)), keras.layers.Flatten()]
+    )
+    pretrainer = make_pretrainer(
+        encoder, SimCLRAugmentation(view_size, preset="imagenet", seed=0)
+    )
+    expected = official_center_crop(images, height, width)
+    features = keras.ops.convert_to_numpy(
+        pretrainer(images, training=False)["features"]
+    )
+    np.testing.assert_allclose(
+        features, expected.reshape(3, -1), atol=PIXEL_ATOL, rtol=0
+    )
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter([images]),
+        output_signature=tf.TensorSpec((None, None, None, 3), tf.uint8),
+    ).map(pretrainer.evaluation_views)
+    (views,) = list(dataset.as_numpy_iterator())
+    np.testing.assert_allclose(views, expected, atol=PIXEL_ATOL, rtol=0)

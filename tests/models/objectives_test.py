@@ -68,6 +68,15 @@ def views(labels):
     return {"view_a": view_a.astype("float32"), "view_b": view_b.astype("float32")}
 
 
+def view_alignment(model, x):
+    """Mean cosine of the online projections of each image's two views."""
+    projection = ops.convert_to_numpy(model(x, training=False)["projection"])
+    z_a, z_b = np.split(projection, 2)
+    z_a = z_a / np.linalg.norm(z_a, axis=-1, keepdims=True)
+    z_b = z_b / np.linalg.norm(z_b, axis=-1, keepdims=True)
+    return float(np.mean(np.sum(z_a * z_b, axis=-1)))
+
+
 @pytest.mark.parametrize("objective", OBJECTIVE_NAMES + [MEMORY])
 def test_each_objective_learns_evaluates_and_round_trips(objective, tmp_path):
     _, labels = data()
@@ -75,6 +84,8 @@ def test_each_objective_learns_evaluates_and_round_trips(objective, tmp_path):
     kwargs = {"temperature": 0.5} if objective in ("simclr", "supcon", MEMORY) else {}
     model = make_pretrainer(objective, num_classes=3, **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    if objective == "unigrad":
+        alignment_before = view_alignment(model, x)
     # The same two batches every epoch, so the objective is fixed.
     history = model.fit(
         x, labels, batch_size=8, epochs=6, shuffle=False, verbose=0
@@ -87,9 +98,11 @@ def test_each_objective_learns_evaluates_and_round_trips(objective, tmp_path):
     assert np.all(np.isfinite(history[name])) and np.all(np.isfinite(history["loss"]))
     if objective == "unigrad":
         # Its loss is a surrogate whose gradient is UniGrad's; what falls is
-        # the distance between the views.
-        similarity = history["positive_similarity"]
-        assert similarity[-1] > similarity[0], similarity
+        # the distance between the views' projections. (Its logged
+        # `positive_similarity` is against the target, which lags behind
+        # in so few steps.)
+        assert view_alignment(model, x) > alignment_before
+        assert np.all(np.isfinite(history["positive_similarity"]))
     elif objective in ("moco", MEMORY):
         # The first step's queue holds random keys, easy negatives; from the
         # second epoch on it holds the keys of the previous step.
@@ -146,7 +159,9 @@ def test_momentum_schedule_is_byol_cosine():
     model = make_pretrainer("byol", momentum=0.5, momentum_schedule_steps=4)
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     model.build(images.shape)
-    for step, expected in enumerate([0.5, 1 - 0.5 * (np.cos(np.pi / 4) + 1) / 2]):
+    # After k updates the move uses BYOL's tau_(k - 1): its code moves the
+    # target after the step (tests/objectives/wiring_test.py).
+    for step, expected in enumerate([0.5, 0.5, 1 - 0.5 * (np.cos(np.pi / 4) + 1) / 2]):
         model.objective.target_updates.assign(float(step))
         np.testing.assert_allclose(
             float(ops.convert_to_numpy(model.objective.target_momentum())), expected, rtol=1e-6

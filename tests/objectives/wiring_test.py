@@ -589,7 +589,9 @@ def test_target_follows_its_ema(case):
     """Before each step's forward pass, target <- m target + (1 - m) online,
     online as it was before that step's optimizer update; with
     `momentum_schedule_steps` the step's `m` is BYOL's cosine
-    1 - (1 - m0) (cos(pi k / K) + 1) / 2 of the updates `k` so far."""
+    1 - (1 - m0) (cos(pi k / K) + 1) / 2 of the updates `k` so far (of
+    `k - 1` for BYOL, whose code moves the target after the step: see
+    `test_byol_target_follows_the_official_schedule`)."""
     base, total = 0.5, 4
     model = make_model(
         case, learning_rate=0.5, momentum=base, momentum_schedule_steps=total
@@ -602,7 +604,8 @@ def test_target_follows_its_ema(case):
     for step in range(3):
         online_before = numpy_of(o for o, _ in objective.target_pairs())
         target_before = numpy_of(t for _, t in objective.target_pairs())
-        momentum = 1.0 - (1.0 - base) * (np.cos(np.pi * step / total) + 1.0) / 2.0
+        k = max(step - 1, 0) if case == "byol" else step
+        momentum = 1.0 - (1.0 - base) * (np.cos(np.pi * k / total) + 1.0) / 2.0
         np.testing.assert_allclose(
             value(objective.target_momentum()), momentum, rtol=1e-6
         )
@@ -610,6 +613,52 @@ def test_target_follows_its_ema(case):
         online_after = numpy_of(o for o, _ in objective.target_pairs())
         assert_ema(model, momentum, target_before, online_before, online_after)
         assert value(objective.target_updates) == step + 1
+
+
+def official_byol_tau(k, base, total):
+    """BYOL's `schedules.target_ema` at `global_step = k`: 1 - (1 - base)
+    (cos(pi min(k, K) / K) + 1) / 2."""
+    k = min(k, total)
+    return 1.0 - (1.0 - base) * (np.cos(np.pi * k / total) + 1.0) / 2.0
+
+
+def test_byol_target_follows_the_official_schedule():
+    """BYOL's `_update_fn` at `global_step = k` updates the online weights,
+    then `target <- tau_k target + (1 - tau_k) online_(k + 1)`, the online
+    weights after the update; step `k + 1` reads that target. Here the
+    target moves before step `k + 1`: it must be the same, with `tau_k`,
+    not `tau_(k + 1)`, at every step, past the schedule's end too."""
+    base, total = 0.5, 3
+    model = make_model(
+        "byol", learning_rate=0.5, momentum=base, momentum_schedule_steps=total
+    )
+    perturb_target(model)
+    objective = model.objective
+    fit_step(model, "byol", batch(0))
+    for k in range(5):
+        # After step k: the official code's target and online weights.
+        target = numpy_of(t for _, t in objective.target_pairs())
+        online = numpy_of(o for o, _ in objective.target_pairs())
+        tau = official_byol_tau(k, base, total)
+        np.testing.assert_allclose(
+            value(objective.target_momentum()), tau, rtol=1e-6
+        )
+        fit_step(model, "byol", batch(k + 1))
+        online_after = numpy_of(o for o, _ in objective.target_pairs())
+        if tau == 1.0:
+            # Past the schedule's end the target stays where it is.
+            for got, want in zip(
+                numpy_of(t for _, t in objective.target_pairs()), target
+            ):
+                np.testing.assert_array_equal(got, want)
+            continue
+        assert_ema(model, tau, target, online, online_after)
+        if k + 1 < total:
+            # One step later (the schedule at k + 1) misses.
+            later = official_byol_tau(k + 1, base, total)
+            got = numpy_of(t for _, t in objective.target_pairs())
+            wrong = ema_expected(later, target, online)
+            assert max(np.abs(g - w).max() for g, w in zip(got, wrong)) > 1e-4
 
 
 def test_constant_momentum_ema():
@@ -652,3 +701,34 @@ def test_unigrad_correlation_follows_its_running_average():
         assert np.abs(batch_correlation - online).max() > 1e-4
         assert value(objective.correlation_initialized) == 1.0
         previous = correlation
+
+
+def test_unigrad_logs_its_official_positive_similarity():
+    """UniGrad's `positive_similarity` is its official code's `pos_sim`,
+    0.5 * (mean cos(z_a, t_b) + mean cos(z_b, t_a)): each view's online
+    projection against the other view's target (NumPy, from the model's own
+    networks), not the two online projections."""
+    model = make_model("unigrad")
+    perturb_target(model)
+    for step in range(2):
+        x = batch(step)
+        logs = fit_step(model, "unigrad", x)
+        parts = forward(model, x)
+        z_a, z_b = halves(normalize(parts["z"]))
+        t_a, t_b = halves(normalize(parts["t"]))
+        expected = 0.5 * (
+            np.mean(np.sum(z_a * t_b, axis=-1))
+            + np.mean(np.sum(z_b * t_a, axis=-1))
+        )
+        np.testing.assert_allclose(
+            logs["positive_similarity"], expected, rtol=RTOL, atol=ATOL
+        )
+        wrong = {
+            "online against online": np.mean(np.sum(z_a * z_b, axis=-1)),
+            "online against the same view's target": 0.5 * (
+                np.mean(np.sum(z_a * t_a, axis=-1))
+                + np.mean(np.sum(z_b * t_b, axis=-1))
+            ),
+        }
+        for description, value in wrong.items():
+            assert abs(value - expected) > WRONG_GAP, description

@@ -1,5 +1,9 @@
+import importlib.util
 import math
 import os
+import pathlib
+import sys
+import types
 
 import keras
 import numpy as np
@@ -253,9 +257,9 @@ def test_default_patterns_exclude_exactly_batch_norm_and_biases():
         assert optimizer.uses_layer_adaptation(path), path
 
 
-def test_defaults_follow_the_official_code():
-    # The paper's decay; the online probe left to plain momentum SGD, as the
-    # official code leaves its supervised head.
+def test_defaults_exclude_the_probe():
+    # The paper's decay; the online probe left to plain momentum SGD, with
+    # no decay (see `test_probe_against_the_official_supervised_head`).
     optimizer = LARS(0.3)
     assert optimizer.weight_decay == pytest.approx(1e-6)
     for path in [
@@ -268,6 +272,135 @@ def test_defaults_follow_the_official_code():
     for path in ["not_linear_probe/kernel", "projection_head/dense_0/kernel"]:
         assert optimizer.uses_weight_decay(path), path
         assert optimizer.uses_layer_adaptation(path), path
+
+
+OFFICIAL_TF2 = (
+    pathlib.Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "oracles"
+    / "google-research-simclr"
+    / "tf2"
+)
+
+
+def official_model_module():
+    """The official `tf2/model.py` (its `add_weight_decay`), loaded under
+    a private name; skips the test when the official code is absent."""
+    path = OFFICIAL_TF2 / "model.py"
+    if not path.is_file():
+        pytest.skip(f"the official SimCLR code is absent: {path}")
+    helpers = ("data_util", "lars_optimizer", "resnet")
+    saved = {name: sys.modules.get(name) for name in helpers}
+    sys.path.insert(0, str(OFFICIAL_TF2))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "official_simclr_tf2_model", path
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(OFFICIAL_TF2))
+        # The official modules' plain names stay out of the test session.
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+    return module
+
+
+def test_probe_against_the_official_supervised_head():
+    """The official code keeps `head_supervised` out of LARS's decay and
+    trust ratio, and its `add_weight_decay` adds `weight_decay *
+    l2_loss(kernel)` for the head's kernel to the loss: the official head's
+    kernel IS decayed (coupled, no trust ratio), its bias is not. The
+    default LARS leaves the probe undecayed (one step differs by exactly
+    `lr * weight_decay * w`); the configuration of LARS's docstring gives
+    the official step."""
+    import tensorflow as tf
+
+    official = official_model_module()
+    learning_rate, weight_decay, momentum = 0.1, 0.5, 0.9
+    official.FLAGS = types.SimpleNamespace(
+        optimizer="lars", weight_decay=weight_decay
+    )
+    rng = np.random.default_rng(3)
+    kernel_0 = rng.normal(size=(5, 3))
+    bias_0 = rng.normal(size=(3,))
+    kernel_gradient = rng.normal(size=(5, 3))
+    bias_gradient = rng.normal(size=(3,))
+    head = [
+        tf.Variable(kernel_0, name="head_supervised/linear_layer/kernel"),
+        tf.Variable(bias_0, name="head_supervised/linear_layer/bias"),
+    ]
+    with tf.GradientTape() as tape:
+        regulariser = official.add_weight_decay(
+            types.SimpleNamespace(trainable_variables=head),
+            adjust_per_optimizer=True,
+        )
+    kernel_l2, bias_l2 = tape.gradient(regulariser, head)
+    assert bias_l2 is None
+    np.testing.assert_allclose(
+        kernel_l2.numpy(), weight_decay * kernel_0, rtol=1e-12
+    )
+    # The official LARSOptimizer step of an excluded variable (its
+    # `exclude_from_weight_decay` holds "head_supervised" and "bias").
+    official_step = {}
+    for name, start, gradient in (
+        ("kernel", kernel_0, kernel_gradient + kernel_l2.numpy()),
+        ("bias", bias_0, bias_gradient),
+    ):
+        official_step[name], _ = reference_lars(
+            start,
+            [gradient],
+            [learning_rate],
+            momentum,
+            weight_decay,
+            0.001,
+            nesterov=False,
+            classic_momentum=True,
+            decay=False,
+            adapt=False,
+        )
+
+    def probe_step(optimizer):
+        with keras.name_scope("linear_probe"):
+            kernel = keras.Variable(kernel_0.astype("float32"), name="kernel")
+            bias = keras.Variable(bias_0.astype("float32"), name="bias")
+        optimizer.apply_gradients(
+            [
+                (ops.convert_to_tensor(kernel_gradient, "float32"), kernel),
+                (ops.convert_to_tensor(bias_gradient, "float32"), bias),
+            ]
+        )
+        return ops.convert_to_numpy(kernel), ops.convert_to_numpy(bias)
+
+    kernel, bias = probe_step(
+        LARS(learning_rate, momentum=momentum, weight_decay=weight_decay)
+    )
+    np.testing.assert_allclose(bias, official_step["bias"], rtol=1e-5)
+    np.testing.assert_allclose(
+        kernel, kernel_0 - learning_rate * kernel_gradient, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        official_step["kernel"] - kernel,
+        -learning_rate * weight_decay * kernel_0,
+        atol=1e-5,
+    )
+    kernel, bias = probe_step(
+        LARS(
+            learning_rate,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            exclude_from_weight_decay=(
+                r"(?:^|/)bias$",
+                r"(?:^|/)(?:gamma|beta|scale)$",
+            ),
+            exclude_from_layer_adaptation=DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
+        )
+    )
+    np.testing.assert_allclose(kernel, official_step["kernel"], rtol=1e-5)
+    np.testing.assert_allclose(bias, official_step["bias"], rtol=1e-5)
 
 
 def test_probe_of_a_pretrainer_is_plain_momentum_sgd():
