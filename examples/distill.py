@@ -19,10 +19,14 @@ Writes to `--model_dir`:
     distill.json    flags, teacher and student test top-1, their agreement, wall time
 """
 
-# First, before TensorFlow loads (it reads its oneDNN setting once) and
-# before JAX starts: importing keras_simclr turns oneDNN on, and XNNPACK
-# speeds up XLA's CPU convolutions (keras_simclr.cpu_defaults).
-from keras_simclr import cpu_defaults  # noqa: E402
+# First, before TensorFlow loads (it reads these settings once) and before
+# JAX starts: no C++ log lines unless TF_CPP_MIN_LOG_LEVEL says otherwise
+# (example_data imports neither); importing keras_simclr turns oneDNN on,
+# and XNNPACK speeds up XLA's CPU convolutions (keras_simclr.cpu_defaults).
+import example_data
+
+with example_data.quiet_logs():
+    from keras_simclr import cpu_defaults  # noqa: E402
 
 cpu_defaults.enable_fast_xla_cpu()
 
@@ -30,10 +34,8 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
-
-import example_data
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -47,7 +49,7 @@ flags.DEFINE_float(
     "Student ResNet width; fractions such as 0.25 or 0.5 make small students "
     "(default: the teacher's)."
 )
-flags.DEFINE_float("temperature", 1.0, "Distillation temperature tau.", lower_bound=0.0)
+flags.DEFINE_float("temperature", 1.0, "Distillation temperature tau, positive.")
 flags.DEFINE_integer("epochs", 20, "Passes over the unlabeled training images.")
 flags.DEFINE_integer("batch_size", 128, "Images per step.")
 flags.DEFINE_float(
@@ -56,7 +58,23 @@ flags.DEFINE_float(
 )
 flags.DEFINE_integer("max_images", None, "Use at most this many training images.")
 flags.DEFINE_integer("seed", 0, "Seed of the student's initialisation, crops and data order.")
-flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
+flags.DEFINE_integer("verbose", 2, example_data.VERBOSE_HELP)
+
+# Checked as the flags are parsed: one line naming the flag and its value,
+# before anything loads.
+for _name, _condition, _requirement in (
+    ("student_depth", lambda n: n in (18, 34, 50, 101, 152, 200),
+     "one of 18, 34, 50, 101, 152 and 200"),
+    ("student_width_multiplier", lambda x: x > 0, "positive"),
+    ("temperature", lambda x: x > 0, "positive"),
+    ("epochs", lambda n: n >= 1, "a positive number of epochs"),
+    ("batch_size", lambda n: n >= 1, "a positive number of images"),
+    ("learning_rate", lambda x: x > 0, "positive"),
+    ("max_images", lambda n: n >= 1, "a positive number of images (or left out for all)"),
+    ("seed", lambda n: n >= 0, "at least 0"),
+    ("verbose", lambda n: n in (0, 1, 2, 3), "0, 1, 2 or 3"),
+):
+    example_data.check_flag(_name, _condition, _requirement)
 
 
 def main(argv):
@@ -96,8 +114,8 @@ def main(argv):
     student = keras_simclr.models.SimCLRClassifier(student_encoder, num_classes)
     try:
         distiller = keras_simclr.models.SimCLRDistiller(
-            teacher,
-            student,
+            teacher=teacher,
+            student=student,
             temperature=FLAGS.temperature,
             # As fine-tuning in SimCLR v2: random crops and flips, no colour.
             augmentation=keras_simclr.layers.RandomResizedCrop(
@@ -119,7 +137,8 @@ def main(argv):
     start = time.time()
     distiller.fit(
         images, batch_size=min(FLAGS.batch_size, len(images)),
-        epochs=FLAGS.epochs, verbose=FLAGS.verbose,
+        epochs=FLAGS.epochs,
+        verbose=example_data.hide_noisy_logs(FLAGS.verbose),
     )
     seconds = time.time() - start
     student.save(os.path.join(FLAGS.model_dir, "student.keras"))
@@ -156,4 +175,4 @@ _OWN_FLAGS = [
 ]
 
 if __name__ == "__main__":
-    app.run(main)
+    example_data.run(main)

@@ -5,7 +5,12 @@ distillation and export read them back, so every stage sees the same images
 and the same held-out test split.
 """
 
+import contextlib
+import importlib.util
+import logging
 import os
+import sys
+import tempfile
 
 import numpy as np
 
@@ -44,6 +49,102 @@ DATASET_HELP = (
 
 class UsageError(ValueError):
     """A bad combination of flags, reported before any training."""
+
+
+VERBOSE_HELP = (
+    "Keras fit verbosity (0, 1 or 2); 3 is 2 plus TensorFlow's warnings about "
+    "tf.function retracing and JAX's backend notes, hidden otherwise. "
+    "TensorFlow's and XLA's C++ log lines are hidden unless "
+    "TF_CPP_MIN_LOG_LEVEL is set."
+)
+
+
+@contextlib.contextmanager
+def quiet_logs():
+    """Hides TensorFlow's and XLA's C++ log lines, such as the `failed call
+    to cuInit` of a machine without a GPU; a TF_CPP_MIN_LOG_LEVEL of the
+    user's own is kept, and then nothing is hidden.
+
+    Import Keras (or keras_simclr) inside the block, before anything else
+    imports TensorFlow or JAX: both read the variable once. Some of
+    TensorFlow's libraries log while they load, before that setting applies
+    (`Could not find cuda drivers`), so the block's own stderr is held back,
+    and printed only if the block fails. TensorFlow, when installed, is
+    imported at the end of the block on every backend (the scripts read
+    their data with it), after keras_simclr has chosen its settings.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+            if importlib.util.find_spec("tensorflow") is not None:
+                import tensorflow  # noqa: F401
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class _RetracingFilter(logging.Filter):
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def hide_noisy_logs(verbose):
+    """Hides TensorFlow's retracing warnings and JAX's note that it found no
+    TPU (`Unable to initialize backend 'tpu'`) unless `verbose` (the
+    --verbose flag) is 3; returns the verbosity for Keras's `fit`, at most
+    2."""
+    if verbose < 3:
+        logger = logging.getLogger("tensorflow")
+        if not any(isinstance(f, _RetracingFilter) for f in logger.filters):
+            logger.addFilter(_RetracingFilter())
+        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    return min(verbose, 2)
+
+
+def run(main):
+    """`absl.app.run(main)`, with an `app.UsageError` raised by `main`
+    reported in one line: absl would print the script's whole help first."""
+    from absl import app
+
+    def main_with_short_usage_errors(argv):
+        try:
+            return main(argv)
+        except app.UsageError as error:
+            sys.stderr.write(
+                f"FATAL Flags error: {error}\n"
+                "Pass --helpshort or --helpfull to see help on flags.\n"
+            )
+            sys.exit(error.exitcode)
+
+    app.run(main_with_short_usage_errors)
+
+
+def check_flag(name, condition, requirement):
+    """Registers an absl validator for flag `name`: a value for which
+    `condition` is false is refused when the flags are parsed, before
+    anything loads, with `--name must be <requirement>`. A flag left at
+    None (its default) passes."""
+    from absl import flags
+
+    flags.register_validator(
+        name,
+        lambda value: value is None or condition(value),
+        message=f"--{name} must be {requirement}",
+    )
 
 
 class TrainingData:

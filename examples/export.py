@@ -15,20 +15,22 @@ Keras model on the held-out images; `export.json` records the largest
 difference.
 """
 
-# First, before TensorFlow loads (it reads its oneDNN setting once) and
-# before JAX starts: importing keras_simclr turns oneDNN on, and XNNPACK
-# speeds up XLA's CPU convolutions (keras_simclr.cpu_defaults).
-from keras_simclr import cpu_defaults  # noqa: E402
+# First, before TensorFlow loads (it reads these settings once) and before
+# JAX starts: no C++ log lines unless TF_CPP_MIN_LOG_LEVEL says otherwise
+# (example_data imports neither); importing keras_simclr turns oneDNN on,
+# and XNNPACK speeds up XLA's CPU convolutions (keras_simclr.cpu_defaults).
+import example_data
+
+with example_data.quiet_logs():
+    from keras_simclr import cpu_defaults  # noqa: E402
 
 cpu_defaults.enable_fast_xla_cpu()
 
 import json
 import os
 
-from absl import app
-from absl import flags
-
-import example_data
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -43,7 +45,10 @@ flags.DEFINE_string(
     "export_dir", None, "Where the SavedModels go (default: --model_dir/saved_model)."
 )
 flags.DEFINE_boolean("overwrite", True, "Replace earlier exports of the same models.")
-flags.DEFINE_integer("check_images", 64, "Held-out images on which each export is checked.")
+flags.DEFINE_integer(
+    "check_images", 64, "Held-out images on which each export is checked.",
+    lower_bound=1,
+)
 
 
 def serve(path, images):
@@ -113,9 +118,15 @@ def main(argv):
         model = keras.saving.load_model(
             os.path.join(FLAGS.model_dir, f"{name}.keras"), compile=False
         )
-        path = keras_simclr.export_saved_model(
-            model, os.path.join(export_dir, name), overwrite=FLAGS.overwrite
-        )
+        try:
+            path = keras_simclr.export_saved_model(
+                model, os.path.join(export_dir, name), overwrite=FLAGS.overwrite
+            )
+        except ValueError as error:
+            if "`path`" not in str(error):
+                raise
+            # The directory in the way is the flags' doing: say which flag.
+            raise app.UsageError(f"--export_dir={export_dir}: {error}")
         served = serve(path, images)
         expected = keras_outputs(model, images)
         difference = max(
@@ -135,4 +146,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    example_data.run(main)

@@ -19,10 +19,14 @@ Writes to `--model_dir`:
 encoder on the same labels, for comparison.
 """
 
-# First, before TensorFlow loads (it reads its oneDNN setting once) and
-# before JAX starts: importing keras_simclr turns oneDNN on, and XNNPACK
-# speeds up XLA's CPU convolutions (keras_simclr.cpu_defaults).
-from keras_simclr import cpu_defaults  # noqa: E402
+# First, before TensorFlow loads (it reads these settings once) and before
+# JAX starts: no C++ log lines unless TF_CPP_MIN_LOG_LEVEL says otherwise
+# (example_data imports neither); importing keras_simclr turns oneDNN on,
+# and XNNPACK speeds up XLA's CPU convolutions (keras_simclr.cpu_defaults).
+import example_data
+
+with example_data.quiet_logs():
+    from keras_simclr import cpu_defaults  # noqa: E402
 
 cpu_defaults.enable_fast_xla_cpu()
 
@@ -30,10 +34,8 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
-
-import example_data
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -73,7 +75,16 @@ flags.DEFINE_integer(
     "seed", 0, "Seed of the label fraction, initialisation and data order.",
     lower_bound=0,
 )
-flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
+flags.DEFINE_integer("verbose", 2, example_data.VERBOSE_HELP)
+
+# Checked as the flags are parsed: one line naming the flag and its value,
+# before anything loads.
+for _name, _condition, _requirement in (
+    ("learning_rate", lambda x: x > 0, "positive"),
+    ("max_images", lambda n: n >= 1, "a positive number of images (or left out for all)"),
+    ("verbose", lambda n: n in (0, 1, 2, 3), "0, 1, 2 or 3"),
+):
+    example_data.check_flag(_name, _condition, _requirement)
 
 
 def train_classifier(classifier, images, labels, test_images, test_labels):
@@ -90,7 +101,7 @@ def train_classifier(classifier, images, labels, test_images, test_labels):
     start = time.time()
     classifier.fit(
         images, labels, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-        verbose=FLAGS.verbose,
+        verbose=example_data.hide_noisy_logs(FLAGS.verbose),
     )
     seconds = time.time() - start
     metrics = classifier.evaluate(
@@ -192,4 +203,4 @@ _OWN_FLAGS = [
 ]
 
 if __name__ == "__main__":
-    app.run(main)
+    example_data.run(main)

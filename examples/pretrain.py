@@ -70,21 +70,23 @@ or start processes (process 0 writes the run directory):
         --model_dir=runs/digits_jax2
 """
 
-# First, before TensorFlow loads (it reads its oneDNN setting once) and
-# before JAX starts: importing keras_simclr turns oneDNN on, and XNNPACK
-# speeds up XLA's CPU convolutions (keras_simclr.cpu_defaults).
-from keras_simclr import cpu_defaults  # noqa: E402
+# First, before TensorFlow loads (it reads these settings once) and before
+# JAX starts: no C++ log lines unless TF_CPP_MIN_LOG_LEVEL says otherwise
+# (example_data imports neither); importing keras_simclr turns oneDNN on,
+# and XNNPACK speeds up XLA's CPU convolutions (keras_simclr.cpu_defaults).
+import example_data
+
+with example_data.quiet_logs():
+    from keras_simclr import cpu_defaults  # noqa: E402
 
 cpu_defaults.enable_fast_xla_cpu()
 
-import json
-import os
-import time
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
 
-from absl import app
-from absl import flags
-
-import example_data
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -271,7 +273,31 @@ flags.DEFINE_boolean(
     "contrastive and kNN accuracy per epoch) in --model_dir; needs matplotlib.",
 )
 flags.DEFINE_integer("seed", 0, "Random seed of initialisation, augmentation and data order.")
-flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
+flags.DEFINE_integer("verbose", 2, example_data.VERBOSE_HELP)
+
+# Checked as the flags are parsed: one line naming the flag and its value,
+# before anything loads.
+for _name, _condition, _requirement in (
+    ("image_size", lambda n: n >= 1, "a positive number of pixels"),
+    ("max_images", lambda n: n >= 1, "a positive number of images (or left out for all)"),
+    ("resnet_depth", lambda n: n in (18, 34, 50, 101, 152, 200),
+     "one of 18, 34, 50, 101, 152 and 200"),
+    ("width_multiplier", lambda x: x > 0, "positive"),
+    ("projection_dim", lambda n: n >= 1, "a positive width"),
+    ("projection_layers", lambda n: n >= 1, "a positive number of layers"),
+    ("batch_size", lambda n: n >= 1, "a positive number of images"),
+    ("epochs", lambda n: n >= 1, "a positive number of epochs"),
+    ("learning_rate", lambda x: x > 0, "positive"),
+    ("momentum", lambda x: 0 <= x < 1, "in [0, 1)"),
+    ("temperature", lambda x: x > 0, "positive"),
+    ("target_momentum", lambda x: 0 <= x <= 1, "in [0, 1]"),
+    ("color_jitter_strength", lambda x: x >= 0, "at least 0"),
+    ("crop_min_scale", lambda x: 0 < x <= 1, "in (0, 1], a fraction of the image area"),
+    ("blur_probability", lambda x: 0 <= x <= 1, "a probability in [0, 1]"),
+    ("seed", lambda n: n >= 0, "at least 0"),
+    ("verbose", lambda n: n in (0, 1, 2, 3), "0, 1, 2 or 3"),
+):
+    example_data.check_flag(_name, _condition, _requirement)
 
 
 def make_strategy(name, cpu_devices, tpu):
@@ -484,6 +510,7 @@ def clear_run_outputs(model_dir):
 
 def main(argv):
     del argv
+    fit_verbose = example_data.hide_noisy_logs(FLAGS.verbose)
     resuming = resumes(FLAGS.model_dir)
     if FLAGS.cpu_devices:
         # Read by JAX when it is imported (with Keras, below).
@@ -510,6 +537,14 @@ def main(argv):
     chief = process_index == 0
     view_seed = FLAGS.seed + (process_index if FLAGS.strategy == "torch_ddp" else 0)
     keras.utils.set_random_seed(view_seed)
+    if view_seed != FLAGS.seed:
+        # tf.data shuffles mix TensorFlow's global seed into their order
+        # (tfds's file order does): one for every process, so that they all
+        # read the same global batches. keras_simclr.data's own shuffles
+        # depend on their seed alone.
+        import tensorflow as tf
+
+        tf.random.set_seed(FLAGS.seed)
     if FLAGS.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
     image_size = FLAGS.image_size or example_data.default_image_size(FLAGS.dataset)
@@ -547,6 +582,12 @@ def main(argv):
             "has no class subfolders. Received: --objective=supcon"
         )
     batch_size = min(FLAGS.batch_size, data.num_train)
+    if batch_size < FLAGS.batch_size:
+        print(
+            f"--batch_size={FLAGS.batch_size} is more than the {data.num_train} "
+            f"training images: each step takes all {batch_size}, so each view "
+            f"has {2 * batch_size - 2} negatives instead of {2 * FLAGS.batch_size - 2}."
+        )
     if batch_size % num_devices:
         raise app.UsageError(
             f"--batch_size is the global batch and must split evenly over the "
@@ -762,7 +803,7 @@ def main(argv):
     fit_result = pretrainer.fit(
         **inputs,
         epochs=FLAGS.epochs,
-        verbose=FLAGS.verbose if chief else 0,
+        verbose=fit_verbose if chief else 0,
         callbacks=callbacks,
     )
     history = fit_result.history
@@ -875,4 +916,4 @@ _OWN_FLAGS = [
 ]
 
 if __name__ == "__main__":
-    app.run(main)
+    example_data.run(main)

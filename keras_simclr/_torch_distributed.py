@@ -13,10 +13,13 @@ it on TensorFlow, with one process per device (gloo on CPUs, NCCL on GPUs):
   gradient, for batch norm during `fit()` (global batch norm);
 - `train_step`: Keras's torch `train_step` with the gradients summed across
   processes before the optimizer step (each process's loss is divided by the
-  number of processes first, as under `tf.distribute`);
-- `mean_of_logs`: the metrics averaged across processes (the pretrainer's
-  `get_metrics_result`, which Keras reads for every step's and every
-  epoch's logs);
+  number of processes first, as under `tf.distribute`; a weight with no
+  gradient on any process is left alone, as Keras leaves it);
+- `metric_states_over_processes`: the metrics of the data of every process
+  (the pretrainer's `get_metrics_result`, which Keras reads for every
+  step's and every epoch's logs), their states reduced across processes;
+- `test_step`: Keras's torch `test_step` on this process's share, the last
+  partial global batch of `evaluate()` scored by process 0 alone;
 - `initialize`: the group `torchrun` describes, surviving its restarts;
 - `broadcast_variables`: rank 0's values of the weights to every process, so
   that all start from the same weights whatever their seeds.
@@ -24,6 +27,7 @@ it on TensorFlow, with one process per device (gloo on CPUs, NCCL on GPUs):
 It is imported only on the PyTorch backend, from `keras_simclr.distribute`.
 """
 
+import contextlib
 import datetime
 import os
 
@@ -31,16 +35,22 @@ import torch
 import torch.distributed as dist
 
 
+# Set while this process scores a batch on its own (`test_step`).
+_ALONE = False
+
+
 def world_size():
-    """Processes in the default `torch.distributed` group; 1 without one."""
-    if dist.is_available() and dist.is_initialized():
+    """Processes in the default `torch.distributed` group; 1 without one,
+    and while this process computes on its own (`_alone`)."""
+    if not _ALONE and dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
 
 
 def rank():
-    """This process's rank in the default group; 0 without one."""
-    if dist.is_available() and dist.is_initialized():
+    """This process's rank in the default group; 0 without one, and while
+    this process computes on its own (`_alone`)."""
+    if not _ALONE and dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return 0
 
@@ -145,13 +155,17 @@ def broadcast_variables(variables):
 
 
 def sum_gradients(gradients, variables):
-    """Sums each gradient over the processes, in place, in one collective.
+    """Sums each gradient over the processes, in one collective.
 
-    A weight that received no gradient on this process (`None`) contributes
-    zeros, so that every process joins the same collective.
+    A weight with no gradient (`None`) on some processes contributes zeros
+    there, so that every process joins the same collective; a weight with
+    no gradient on any process keeps `None`, so that the optimizer skips
+    it as Keras does on one process (a zero gradient would still move it
+    through momentum and decoupled weight decay). Which weights have a
+    gradient is summed in the same collective, so the processes agree.
 
     Returns:
-        The list of summed gradients, one per variable.
+        The list of summed gradients (or `None`), one per variable.
     """
     filled = [
         torch.zeros_like(v.value) if g is None else g
@@ -159,14 +173,23 @@ def sum_gradients(gradients, variables):
     ]
     if not filled:
         return filled
-    flat = torch.cat([g.reshape(-1) for g in filled])
+    present = torch.tensor(
+        [0.0 if g is None else 1.0 for g in gradients], dtype=filled[0].dtype
+    )
+    flat = torch.cat(
+        [g.reshape(-1) for g in filled] + [present.to(filled[0].device)]
+    )
     device = _device_for_collectives(flat)
     flat = flat.to(device)
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    present = flat[-len(filled) :].cpu()
     summed, offset = [], 0
-    for g in filled:
+    for g, count in zip(filled, present):
         size = g.numel()
-        summed.append(flat[offset : offset + size].view_as(g).to(g.device))
+        if float(count) > 0:
+            summed.append(flat[offset : offset + size].view_as(g).to(g.device))
+        else:
+            summed.append(None)
         offset += size
     return summed
 
@@ -195,6 +218,66 @@ def _is_scalar(value):
     return isinstance(value, torch.Tensor) and value.numel() == 1
 
 
+@contextlib.contextmanager
+def metric_states_over_processes(metrics):
+    """While active, every metric holds the state of all the processes.
+
+    Each metric variable is reduced across the processes as Keras reduces
+    it across `tf.distribute` replicas, by its `aggregation`: summed
+    (the totals and counts of means and accuracies), averaged, or process
+    0's. A metric's result is then the one of the data of every process,
+    whatever each process saw: the weighted mean of `Mean` metrics, not
+    the mean of the processes' means. The process's own state is put back
+    on exit, so that it keeps accumulating its own data. One collective.
+
+    Args:
+        metrics: Keras metrics.
+    """
+    variables = [v for metric in metrics for v in metric.variables]
+    if not variables:
+        yield
+        return
+    local = [v.value.detach().clone() for v in variables]
+    parts = []
+    for variable, value in zip(variables, local):
+        value = value.to(torch.float64).reshape(-1)
+        if variable.aggregation == "mean":
+            value = value / world_size()
+        elif variable.aggregation == "only_first_replica" and rank() != 0:
+            value = torch.zeros_like(value)
+        parts.append(value)
+    flat = torch.cat(parts)
+    flat = flat.to(_device_for_collectives(flat))
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat = flat.cpu()
+    offset = 0
+    with torch.no_grad():
+        for variable, value in zip(variables, local):
+            size = value.numel()
+            variable.assign(
+                flat[offset : offset + size].reshape(value.shape).to(value.dtype)
+            )
+            offset += size
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for variable, value in zip(variables, local):
+                variable.assign(value)
+
+
+@contextlib.contextmanager
+def _alone():
+    """While active, this process computes as if it were the only one: no
+    gather, no loss division, no synchronised batch norm."""
+    global _ALONE
+    _ALONE = True
+    try:
+        yield
+    finally:
+        _ALONE = False
+
+
 def _forward(model, data, training):
     """Keras's torch step up to the loss: the outputs and the loss of this
     process's share, the loss tracker given the undivided loss (the loss is
@@ -213,9 +296,15 @@ def _forward(model, data, training):
     loss = model._compute_loss(
         x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
     )
-    batch = next(i for i in keras.tree.flatten(x) if i is not None).shape[0]
+    batch = _batch_size(x)
     model._loss_tracker.update_state(loss * world_size(), sample_weight=batch)
     return x, y, y_pred, sample_weight, loss
+
+
+def _batch_size(x):
+    import keras
+
+    return next(i for i in keras.tree.flatten(x) if i is not None).shape[0]
 
 
 def train_step(model, data):
@@ -223,8 +312,9 @@ def train_step(model, data):
 
     Each process's loss is divided by the number of processes, so the sum of
     the processes' gradients is the gradient of the global batch's loss.
-    The model averages its metrics over the processes (`mean_of_logs`), so
-    that every process reports the global figures.
+    The model reduces its metrics over the processes
+    (`metric_states_over_processes`), so that every process reports the
+    global figures.
     """
     model.zero_grad()
     x, y, y_pred, sample_weight, loss = _forward(model, data, training=True)
@@ -240,8 +330,30 @@ def train_step(model, data):
 
 
 def test_step(model, data):
-    """Keras's torch `test_step` on this process's share of the batch."""
-    x, y, y_pred, sample_weight, _ = _forward(model, data, training=False)
+    """Keras's torch `test_step` on this process's share of the batch.
+
+    When the processes hold batches of the same size (every full global
+    batch), each scores its share against the gathered batch. Otherwise
+    (the last, partial global batch of `evaluate()`, which process 0 holds
+    whole and the others not at all, `per_process_data`), the processes
+    that hold images score them on their own, as one process would score
+    that batch, and the others only take part in the metrics' reduction.
+    """
+    import keras
+
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    size = _batch_size(x)
+    sizes = torch.zeros(world_size(), dtype=torch.int64)
+    sizes[rank()] = size
+    sizes = sizes.to(_device_for_collectives(sizes))
+    dist.all_reduce(sizes, op=dist.ReduceOp.SUM)
+    if bool(torch.all(sizes == size)):
+        x, y, y_pred, sample_weight, _ = _forward(model, data, training=False)
+    elif size:
+        with _alone():
+            x, y, y_pred, sample_weight, _ = _forward(model, data, training=False)
+    else:
+        return model.get_metrics_result()
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
 

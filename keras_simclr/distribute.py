@@ -24,7 +24,12 @@ depends on the engine that splits the batch:
 
 With several processes (PyTorch, or JAX across hosts), `batch_size` stays
 the global batch: `per_process_data` gives each process its slice of every
-global batch.
+global batch. Every process runs the input pipeline, so all must give the
+same global batches: the library's shuffles draw their order from a seed
+shared by the processes, never from each process's global seed, and its
+pipelines keep their order where several processes read them
+(`processes_share_the_batches`), so that every image of an epoch is
+trained once, by one process.
 
 TensorFlow is imported here only when the TensorFlow backend runs, PyTorch
 only on the PyTorch backend.
@@ -415,6 +420,29 @@ def torch_test_step(model, data):
     return _torch().test_step(model, data)
 
 
+def metrics_result(model, result):
+    """`result()`, the logs of `model`'s metrics, computed over the data of
+    every process of a `torch.distributed` group: each metric's state
+    (totals and counts) is reduced across the processes first, as Keras
+    reduces metrics across `tf.distribute` replicas, so a mean weighs each
+    process by the images it saw. Elsewhere `result()` as it is
+    (TensorFlow reduces over replicas itself, JAX steps see the global
+    batch).
+
+    Args:
+        model: the Keras model whose `metrics` are read.
+        result: a function of no arguments returning the logs, e.g. Keras's
+            own `get_metrics_result` of `model`.
+
+    Returns:
+        The logs.
+    """
+    if torch_process_count() > 1:
+        with _torch().metric_states_over_processes(model.metrics):
+            return result()
+    return result()
+
+
 def mean_over_processes(logs):
     """Each scalar of `logs` averaged over a `torch.distributed` group (each
     process's metrics cover its own slice of the batch); unchanged
@@ -450,11 +478,15 @@ def broadcast_weights(model):
         _torch().broadcast_variables(model.weights)
 
 
-def _shared_seed():
-    """One random seed, the same in every process (process 0's)."""
+def shared_seed():
+    """One random seed, the same in every process of a PyTorch or JAX
+    multi-process run (process 0's); a collective step, so every process
+    must call it. With one process, a fresh random seed."""
     import numpy as np
 
     seed = np.array([np.random.SeedSequence().entropy % (2**31)], "int64")
+    if process_count() == 1:
+        return int(seed[0])
     backend = keras.backend.backend()
     if backend == "torch":
         import torch
@@ -467,19 +499,62 @@ def _shared_seed():
     return int(multihost_utils.broadcast_one_to_all(seed)[0])
 
 
-def per_process_data(x, y, batch_size, shuffle=True):
-    """Each process's share of the training data when several processes train.
+def _tf_multi_worker():
+    """Whether this is one worker of several of a `tf.distribute` run: the
+    strategy in scope trains across workers, or (none in scope)
+    `TF_CONFIG` describes several."""
+    import json
+    import os
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    tf = _tf()
+    if tf.distribute.has_strategy():
+        extended = tf.distribute.get_strategy().extended
+        return bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    except (ValueError, AttributeError):
+        return False
+    return len(cluster.get("chief", [])) + len(cluster.get("worker", [])) > 1
+
+
+def processes_share_the_batches():
+    """Whether several processes each run the input pipeline and take their
+    slice of every batch it gives.
+
+    True with several PyTorch or JAX processes (`per_process_data`,
+    Keras's `DataParallel`) and for the workers of a multi-worker
+    `tf.distribute` strategy (in scope, or described by `TF_CONFIG`),
+    whose datasets TensorFlow shards by element. Their pipelines must then
+    give the same batches in the same order, whatever each process's own
+    global seed.
+    """
+    return process_count() > 1 or _tf_multi_worker()
+
+
+def per_process_data(x, y, batch_size, shuffle=True, evaluation=False):
+    """Each process's share of the data when several processes train.
 
     `batch_size` is the global batch, as on one device and under
     `tf.distribute`. NumPy arrays become a `tf.data` pipeline of global
-    batches (shuffled with one seed shared by every process, so that all
-    processes agree on each batch; the last, partial batch is dropped, as
-    every process must contribute the same number of images). On PyTorch
-    each process then takes its slice of every global batch, process `r`
-    the `r`-th of `process_count()` equal parts, so that the processes'
-    slices, gathered in rank order, are the global batch. On JAX, Keras
-    slices a `tf.data` pipeline itself (`DataParallel` shards it per
-    process). With one process, nothing changes.
+    batches, shuffled each epoch with a permutation drawn from one seed
+    that every process shares (`shared_seed`; the permutation does not
+    depend on the processes' global seeds, which may differ), so that all
+    processes agree on each batch and every image is in exactly one
+    batch of an epoch. On PyTorch each process then takes its slice of
+    every global batch, process `r` the `r`-th of `process_count()` equal
+    parts, so that the processes' slices, gathered in rank order, are the
+    global batch. On JAX, Keras slices a `tf.data` pipeline itself
+    (`DataParallel` shards it per process). With one process, nothing
+    changes.
+
+    For training, the last, partial global batch is dropped (the
+    processes must each contribute the same number of images to a
+    step). For evaluation (`evaluation=True`, PyTorch) no image is left
+    out: process 0 gets the whole of a partial global batch, which it
+    scores on its own, and the other processes an empty batch, so the
+    result is one process's (see `_torch_distributed.test_step`).
 
     Args:
         x: the `x` given to `fit()`: arrays, or a `tf.data.Dataset` of
@@ -487,13 +562,15 @@ def per_process_data(x, y, batch_size, shuffle=True):
         y: the labels, or `None`.
         batch_size: the global batch size, or `None` for a dataset.
         shuffle: whether to shuffle arrays each epoch.
+        evaluation: whether the data is for `evaluate()` (every image
+            once, in order) rather than `fit()`.
 
     Returns:
         `(x, y, batch_size)` to give Keras's `fit()` in this process.
 
     Raises:
         ValueError: if the global batch is not a multiple of the number of
-            processes, or the data gives no full global batch.
+            processes, or the training data gives no full global batch.
     """
     count = process_count()
     if count == 1:
@@ -501,6 +578,7 @@ def per_process_data(x, y, batch_size, shuffle=True):
     tf = _tf()
     from keras_simclr import _validation
 
+    keep_partial = evaluation and keras.backend.backend() == "torch"
     if not _validation.is_tf_dataset(x):
         if batch_size is None:
             batch_size = 32
@@ -510,19 +588,18 @@ def per_process_data(x, y, batch_size, shuffle=True):
                 f"number of processes ({count}). Received: batch_size={batch_size}"
             )
         num_images = len(keras.tree.flatten(x)[0])
-        if num_images < batch_size:
+        if num_images < batch_size and not keep_partial:
             raise ValueError(
                 f"With {count} processes the last partial batch is dropped, so "
                 f"x must hold at least one global batch. Received: "
                 f"{num_images} images for batch_size={batch_size}"
             )
         elements = x if y is None else (x, y)
-        dataset = tf.data.Dataset.from_tensor_slices(elements)
         if shuffle:
-            dataset = dataset.shuffle(
-                num_images, seed=_shared_seed(), reshuffle_each_iteration=True
-            )
-        x = dataset.batch(batch_size, drop_remainder=True)
+            dataset = _shuffled_slices(elements, num_images, shared_seed())
+        else:
+            dataset = tf.data.Dataset.from_tensor_slices(elements)
+        x = dataset.batch(batch_size, drop_remainder=not keep_partial)
         y = None
         if keras.backend.backend() == "jax":
             return x.prefetch(tf.data.AUTOTUNE), None, None
@@ -534,15 +611,38 @@ def per_process_data(x, y, batch_size, shuffle=True):
             "only taken with arrays. Received: y of type "
             f"{type(y).__name__} with a tf.data.Dataset"
         )
-    return _torch_shard(x, count, process_index()), None, None
+    return _torch_shard(x, count, process_index(), keep_partial), None, None
 
 
-def _torch_shard(dataset, count, index):
-    """Process `index`'s slice of every global batch of `dataset`."""
+def _shuffled_slices(elements, num_images, seed):
+    """`from_tensor_slices(elements)` in a new order each epoch, drawn from
+    `seed` alone."""
+    tf = _tf()
+    from keras_simclr.data.pipeline import permutations
+
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, elements)
+    return (
+        permutations(num_images, seed)
+        .unbatch()
+        .map(lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), tensors))
+        .apply(tf.data.experimental.assert_cardinality(num_images))
+    )
+
+
+def _torch_shard(dataset, count, index, keep_partial=False):
+    """Process `index`'s slice of every global batch of `dataset`; with
+    `keep_partial`, process 0 gets all of a partial global batch and the
+    others none of it."""
     tf = _tf()
     from tensorflow.python.data.experimental.ops import distribute as tf_data_distribute
 
     global_batch = int(tf_data_distribute.compute_batch_size(dataset).numpy())
+    if global_batch < 0:
+        # compute_batch_size cannot see through a map (such as the check
+        # that every batch holds two images): the first batch tells. Every
+        # process reads it, so their pipelines stay in step.
+        for first in dataset.take(1):
+            global_batch = int(tf.shape(tf.nest.flatten(first)[0])[0])
     if global_batch < 0:
         raise ValueError(
             "With several processes the dataset's global batch size must be "
@@ -556,6 +656,18 @@ def _torch_shard(dataset, count, index):
             f"{global_batch}"
         )
     local = global_batch // count
+    steps = int(dataset.cardinality().numpy())
+    if keep_partial:
+
+        def own_slice(*batch):
+            size = tf.shape(tf.nest.flatten(batch)[0])[0]
+            full = tf.equal(size, global_batch)
+            start = tf.where(full, index * local, 0 if index == 0 else size)
+            stop = tf.where(full, (index + 1) * local, size)
+            batch = tf.nest.map_structure(lambda t: t[start:stop], batch)
+            return batch if len(batch) > 1 else batch[0]
+
+        return dataset.map(own_slice).prefetch(tf.data.AUTOTUNE)
 
     def full(*batch):
         first = tf.nest.flatten(batch)[0]
@@ -566,7 +678,6 @@ def _torch_shard(dataset, count, index):
     batch_axes = {
         spec.shape[0] for spec in tf.nest.flatten(dataset.element_spec)
     }
-    steps = int(dataset.cardinality().numpy())
     if batch_axes != {global_batch}:
         dataset = dataset.filter(full)
         steps = tf.data.UNKNOWN_CARDINALITY

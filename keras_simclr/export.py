@@ -43,6 +43,12 @@ _WRAPPED_NETWORK_ATTRIBUTES = ("encoder", "student")
 _BUILT_IN_PACKAGES = {"keras", "builtins"}
 # Endings of Keras model files, refused as SavedModel directories.
 _KERAS_FILE_EXTENSIONS = (".keras", ".h5", ".hdf5")
+# What a SavedModel directory holds (TensorFlow writes the first four);
+# `overwrite=True` deletes a directory only if it holds nothing else.
+_SAVED_MODEL_GRAPHS = ("saved_model.pb", "saved_model.pbtxt")
+_SAVED_MODEL_ENTRIES = _SAVED_MODEL_GRAPHS + (
+    "variables", "assets", "fingerprint.pb", "assets.extra"
+)
 # How much of the subprocess's stderr a RuntimeError quotes.
 _STDERR_TAIL_CHARS = 6000
 # Starts each answer of the export subprocess on its stdout.
@@ -154,8 +160,12 @@ def export_saved_model(
             loaded in the subprocess, for objects registered by a module
             other than the one that defines them. Unused on the TensorFlow
             backend.
-        overwrite: whether to replace whatever is at `path`. If False, `path`
-            must not exist or be an empty directory.
+        overwrite: whether to replace an earlier SavedModel at `path`. If
+            False, `path` must not exist or be an empty directory. If True,
+            `path` may also be a SavedModel directory (`saved_model.pb`,
+            `variables/`, `assets/`, `fingerprint.pb`, nothing else), which
+            is replaced once the new export is complete; anything else
+            (other files, a file, a link) is refused and never deleted.
 
     Returns:
         The absolute path of the SavedModel directory, as a string.
@@ -210,10 +220,10 @@ def export_saved_model(
                 channels=channels,
                 value_range=value_range,
             )
-        if os.path.isdir(path) and not os.path.islink(path):
+        if os.path.lexists(path):
+            # Checked again: the directory may have changed while exporting.
+            _check_replaceable(path)
             shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
         os.replace(staged, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -414,19 +424,63 @@ def _validate_path(path, overwrite):
             f"without that extension. Received: path={path!r}"
         )
     path = os.path.abspath(path)
-    if overwrite or not os.path.lexists(path):
+    if not os.path.lexists(path):
+        return path
+    if overwrite:
+        _check_replaceable(path)
         return path
     if not os.path.isdir(path) or os.path.islink(path):
         raise ValueError(
-            "`path` exists and is not a directory; pass overwrite=True to "
-            f"replace it. Received: path={path!r}"
+            "`path` exists and is not a directory. Choose another path. "
+            f"Received: path={path!r}"
         )
     if os.listdir(path):
         raise ValueError(
             "`path` is a directory that is not empty; pass overwrite=True to "
-            f"replace it. Received: path={path!r}"
+            "replace an earlier SavedModel there, or choose another path. "
+            f"Received: path={path!r}"
         )
     return path
+
+
+def _check_replaceable(path):
+    """Refuses to let `overwrite=True` delete `path` unless it is an empty
+    directory or a SavedModel directory: never what this function did not
+    write."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        kind = "a symbolic link" if os.path.islink(path) else "a file"
+        raise ValueError(
+            f"`path` is {kind}, not a SavedModel directory: overwrite=True "
+            "replaces only an earlier SavedModel (or an empty directory), and "
+            f"nothing else is deleted. Choose another path. Received: path={path!r}"
+        )
+    entries = sorted(os.listdir(path))
+    if not entries:
+        return
+    others = [name for name in entries if name not in _SAVED_MODEL_ENTRIES]
+    variables = os.path.join(path, "variables")
+    if os.path.isdir(variables) and not os.path.islink(variables):
+        others += [
+            f"variables/{name}"
+            for name in sorted(os.listdir(variables))
+            if not name.startswith("variables.")
+        ]
+    if others or not any(name in entries for name in _SAVED_MODEL_GRAPHS):
+        shown = others or entries
+        listed = ", ".join(shown[:10]) + (
+            f" and {len(shown) - 10} more" if len(shown) > 10 else ""
+        )
+        reason = (
+            f"holds {listed}, which a SavedModel does not"
+            if others
+            else f"holds no saved_model.pb (it holds {listed})"
+        )
+        raise ValueError(
+            f"`path` is not a SavedModel directory: it {reason}. "
+            "overwrite=True replaces only an earlier SavedModel (or an empty "
+            "directory), and nothing else is deleted. Choose another path, or "
+            f"empty it yourself. Received: path={path!r}"
+        )
 
 
 def _static_image_shape(layer):

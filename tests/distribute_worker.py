@@ -14,7 +14,10 @@ host devices; set XLA_FLAGS before starting) also run the one-device
 reference in the same process. `mirrored` adds ablations: the same step with
 the cross-replica gather, the loss scaling or the batch-norm sync removed,
 which must *not* match the reference. `multi_worker` is one worker of a
-MultiWorkerMirroredStrategy cluster described by TF_CONFIG.
+MultiWorkerMirroredStrategy cluster described by TF_CONFIG;
+`multi_worker_data` records which images such a worker gets of a shuffled
+full-image pipeline. The helpers that make images with ids and read them
+back serve the process tests (torch_ddp_worker.py, jax_processes_worker.py).
 """
 
 import argparse
@@ -61,6 +64,106 @@ def fixed_views():
     return FixedViews()
 
 
+def id_images(count):
+    """`count` images, image `i` filled with the value `(i + 1) / 100`, so
+    that the images a step trains on can be read back (`image_ids`)."""
+    import numpy as np
+
+    values = (np.arange(count, dtype="float32") + 1) / 100
+    return np.broadcast_to(values[:, None, None, None], (count, 8, 8, 3)).copy()
+
+
+def image_ids(images):
+    """The ids of `id_images` in a batch of them (or of views of them
+    that keep the top left pixel)."""
+    import numpy as np
+
+    return np.round(np.asarray(images)[:, 0, 0, 0] * 100).astype("int64") - 1
+
+
+def recording_views():
+    """`fixed_views` that also records the ids of the images of every
+    training step it runs eagerly (the PyTorch backend's steps), and a
+    callback that marks where each epoch ends in that record."""
+    import keras
+
+    class RecordingViews(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+            self.eager_calls = 0
+
+        def call(self, images):
+            if not isinstance(images, keras.KerasTensor):
+                # view_a, then view_b of the same images: record once.
+                if self.eager_calls % 2 == 0:
+                    self.seen.extend(image_ids(keras.ops.convert_to_numpy(images)))
+                self.eager_calls += 1
+            if self.eager_calls % 2:
+                return images
+            return 0.5 * keras.ops.flip(images, axis=2)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    views = RecordingViews()
+
+    class EpochEnds(keras.callbacks.Callback):
+        ends = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ends.append(len(views.seen))
+
+    return views, EpochEnds()
+
+
+def epochs_of_ids(dataset, epochs, key=None):
+    """The image ids of each epoch of `dataset` (a pass each), in order."""
+    import numpy as np
+
+    passes = []
+    for _ in range(epochs):
+        ids = []
+        for element in dataset.as_numpy_iterator():
+            images = element[0] if isinstance(element, tuple) else element
+            if key is not None:
+                images = images[key]
+            ids.extend(image_ids(images))
+        passes.append(np.array(ids, "int64"))
+    return passes
+
+
+def full_image_pipeline(num_images, batch_size):
+    """`pretraining_dataset` of `id_images`, shuffled (seed 5), each image's
+    views made before batching, in parallel, with `deterministic=False`
+    and a random delay per image, so that a map that may yield out of
+    order does."""
+    import time
+
+    import tensorflow as tf
+
+    from keras_simclr import data
+
+    def slow_view(image):
+        delay = tf.py_function(
+            lambda seconds: time.sleep(float(seconds)) or 0.0,
+            [tf.random.uniform([], 0.0, 0.004)],
+            tf.float32,
+        )
+        delay.set_shape([])
+        return image + 0.0 * delay
+
+    return data.pretraining_dataset(
+        data.from_arrays(id_images(num_images)),
+        batch_size,
+        augmentation=slow_view,
+        augment_per_image=True,
+        deterministic=False,
+        shuffle_buffer=num_images,
+        seed=5,
+    )
+
+
 # "simclr_memory": NT-Xent with SimCLR v2's queue of momentum negatives.
 OBJECTIVES = (
     "supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad",
@@ -72,7 +175,10 @@ def loss_name(objective):
     return "contrastive_loss" if objective == "simclr" else f"{objective}_loss"
 
 
-def make_pretrainer(global_bn=True, objective="simclr"):
+def make_pretrainer(
+    global_bn=True, objective="simclr", num_classes=None, weight_decay=None,
+    augmentation=None,
+):
     import keras
 
     import keras_simclr
@@ -93,16 +199,19 @@ def make_pretrainer(global_bn=True, objective="simclr"):
     )
     pretrainer = keras_simclr.models.SimCLRPretrainer(
         encoder=encoder,
-        augmentation=fixed_views(),
+        augmentation=augmentation or fixed_views(),
         projection_head=keras_simclr.layers.ProjectionHead(
             hidden_dim=16, output_dim=8, num_layers=2
         ),
         global_bn=global_bn,
         objective=objective.replace("_memory", ""),
+        num_classes=num_classes,
         **objective_arguments(objective),
     )
     pretrainer.compile(
-        optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9)
+        optimizer=keras.optimizers.SGD(
+            LEARNING_RATE, momentum=0.9, weight_decay=weight_decay
+        )
     )
     return pretrainer
 
@@ -304,10 +413,39 @@ def run_multi_worker(out):
     np.savez(out, **result_arrays("distributed", np.array(callback.losses()), weights))
 
 
+def run_multi_worker_data(out):
+    """One worker of a MultiWorkerMirroredStrategy cluster: the image ids
+    of each epoch that the strategy gives this worker of a shuffled
+    full-image pipeline, each worker with its own global seed."""
+    import json
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    keras.utils.set_random_seed(100 + index)
+    # Keras's TensorFlow trainer distributes a dataset so: each worker
+    # takes its replicas' slices of every global batch.
+    distributed = strategy.experimental_distribute_dataset(
+        full_image_pipeline(64, 16)
+    )
+    arrays = {}
+    for epoch in range(2):
+        ids = []
+        for batch in distributed:
+            for local in strategy.experimental_local_results(batch):
+                ids.extend(image_ids(local["view_a"]))
+        arrays[f"full_image/epoch_{epoch}"] = np.array(ids, "int64")
+    np.savez(out, **arrays)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--mode", choices=["mirrored", "data_parallel", "multi_worker"]
+        "--mode",
+        choices=["mirrored", "data_parallel", "multi_worker", "multi_worker_data"],
     )
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -315,6 +453,7 @@ def main():
         "mirrored": run_mirrored,
         "data_parallel": run_data_parallel,
         "multi_worker": run_multi_worker,
+        "multi_worker_data": run_multi_worker_data,
     }[args.mode](args.out)
 
 

@@ -205,10 +205,13 @@ def _export_models(root, arrays):
     encoder = _tiny_encoder(rescale=True)
     _randomize_batch_norm(encoder, seed=1)
     encoder_path = os.path.join(root, "encoder")
-    # A previous export in the way, replaced with overwrite=True.
+    # A previous export in the way, replaced with overwrite=True, stale
+    # variable shard included.
     os.makedirs(os.path.join(encoder_path, "variables"))
-    with open(os.path.join(encoder_path, "stale.txt"), "w") as file:
-        file.write("from an earlier export")
+    os.makedirs(os.path.join(encoder_path, "assets"))
+    for name in ("saved_model.pb", "variables/variables.data-00001-of-00002"):
+        with open(os.path.join(encoder_path, name), "w") as file:
+            file.write("from an earlier export")
     returned_path = export_saved_model(encoder, encoder_path, overwrite=True)
     for key in ("images", "large", "small"):
         images = arrays[key].astype("float32")
@@ -532,8 +535,10 @@ def test_signature_refuses_a_wrong_channel_count(exported):
 
 def test_overwrite_replaces_the_directory(exported):
     path = os.path.join(exported["root"], "encoder")
-    assert not os.path.exists(os.path.join(path, "stale.txt"))
-    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+    stale = os.path.join(path, "variables", "variables.data-00001-of-00002")
+    assert not os.path.exists(stale)
+    with open(os.path.join(path, "saved_model.pb"), "rb") as file:
+        assert file.read() != b"from an earlier export"
     # The staging directories beside the exports are removed.
     assert not [
         name for name in os.listdir(exported["root"]) if name.startswith(".export-")
@@ -595,6 +600,62 @@ def test_existing_path_needs_overwrite(tmp_path):
     assert (directory / "file.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="overwrite"):
         export_saved_model(_tiny_encoder(), tmp_path / "new", overwrite="yes")
+
+
+def _tree(root):
+    """Every path under `root` with the content of its files."""
+    found = {}
+    for directory, _, files in os.walk(root):
+        found[os.path.relpath(directory, root)] = None
+        for name in files:
+            with open(os.path.join(directory, name), "rb") as file:
+                found[os.path.relpath(os.path.join(directory, name), root)] = (
+                    file.read()
+                )
+    return found
+
+
+def test_overwrite_never_deletes_what_it_did_not_write(tmp_path):
+    # The reported case: a directory of the user's own.
+    user_dir = tmp_path / "results"
+    (user_dir / "data").mkdir(parents=True)
+    (user_dir / "notes.txt").write_text("keep me")
+    (user_dir / "data" / "images.npy").write_bytes(b"\x00\x01")
+    # A SavedModel directory with something of the user's in it.
+    annotated = tmp_path / "annotated"
+    (annotated / "variables").mkdir(parents=True)
+    (annotated / "saved_model.pb").write_bytes(b"graph")
+    (annotated / "README.md").write_text("keep me")
+    # Another program's files under variables/.
+    foreign_variables = tmp_path / "foreign_variables"
+    (foreign_variables / "variables").mkdir(parents=True)
+    (foreign_variables / "saved_model.pb").write_bytes(b"graph")
+    (foreign_variables / "variables" / "notes.txt").write_text("keep me")
+    # Export-like names without a graph.
+    no_graph = tmp_path / "no_graph"
+    (no_graph / "variables").mkdir(parents=True)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    link = tmp_path / "link"
+    link.symlink_to(annotated, target_is_directory=True)
+    before = _tree(tmp_path)
+    cases = [
+        (user_dir, "holds data, notes.txt, which a SavedModel does not"),
+        (annotated, "holds README.md, which a SavedModel does not"),
+        (foreign_variables, "holds variables/notes.txt, which a SavedModel does not"),
+        (no_graph, r"holds no saved_model.pb \(it holds variables\)"),
+        (a_file, "`path` is a file, not a SavedModel directory"),
+        (link, "`path` is a symbolic link, not a SavedModel directory"),
+    ]
+    for path, reason in cases:
+        message = (
+            f"{reason}.*nothing else is deleted.*Received: path="
+            + re.escape(repr(str(path)))
+            + "$"
+        )
+        with pytest.raises(ValueError, match=message):
+            export_saved_model(_tiny_encoder(), path, overwrite=True)
+    assert _tree(tmp_path) == before
 
 
 @pytest.mark.parametrize("name", ["x.keras", "x.h5", "X.KERAS", "x.hdf5", "x.keras/"])

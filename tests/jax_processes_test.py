@@ -12,7 +12,9 @@ device. Each process's logged loss of every step and its weights
 (batch-norm statistics included) must equal the reference's; so must a
 backup of `keras_simclr.callbacks.BackupAndRestore` written after step 2
 and the files process 0 saves alone. Handing both processes the same half
-of each global batch must break the equality.
+of each global batch must break the equality. With shuffling on and each
+process seeded its own way, every image must reach exactly one process
+once per epoch, from arrays and from a full-image pipeline.
 
 The multi-process runs happen in subprocesses: `jax.distributed` can be
 initialised once per process and must not leak into other tests.
@@ -38,6 +40,9 @@ WORKER = os.path.join(
 NUM_PROCESSES = 2
 # float32 reductions split over two processes add up in another order.
 LOSS_RTOL = 1e-5
+# Relative and absolute, as in the torch DDP test: VICReg's weights grow to
+# about 10, where float32 summation order alone moves them by ~1e-5.
+WEIGHT_RTOL = 1e-5
 WEIGHT_ATOL = 1e-5
 TIMEOUT = 300
 
@@ -146,7 +151,9 @@ def _weights(result, prefix):
 def _assert_same_weights(got, want):
     assert len(got) == len(want) > 0
     for index, (a, b) in enumerate(zip(got, want)):
-        np.testing.assert_allclose(a, b, atol=WEIGHT_ATOL, err_msg=f"weight {index}")
+        np.testing.assert_allclose(
+            a, b, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL, err_msg=f"weight {index}"
+        )
 
 
 def _largest_difference(got, want):
@@ -225,6 +232,26 @@ def test_equality_needs_each_process_to_train_on_its_own_slice(runs):
         assert _largest_difference(_weights(result, "simclr_same"), trained) > (
             1e-2 * movement
         )
+
+
+@pytest.mark.parametrize("pipeline", ["shuffled", "full_image"])
+def test_every_image_is_trained_once_per_epoch(runs, pipeline):
+    # Shuffled arrays at batch 16 (per_process_data), and a full-image
+    # pipeline (shuffled with seed=5, views made per image in parallel
+    # with deterministic=False), each process seeded with
+    # keras.utils.set_random_seed(100 + i): the batches Keras's
+    # DataParallel gives each process, over 2 epochs of 64 images.
+    group, _ = runs
+    for epoch in range(2):
+        parts = [result[f"{pipeline}/epoch_{epoch}"] for result in group]
+        assert sorted(np.concatenate(parts).tolist()) == list(range(64))
+        assert [len(part) for part in parts] == [32, 32]
+    orders = [
+        np.concatenate([result[f"{pipeline}/epoch_{e}"] for result in group])
+        for e in range(2)
+    ]
+    assert not np.array_equal(orders[0], np.sort(orders[0]))
+    assert not np.array_equal(orders[0], orders[1])
 
 
 def test_per_process_batch_norm_is_refused(runs):

@@ -45,6 +45,9 @@ SAVED_FILES = {
     "process_0_model": "process_0_only.keras",
 }
 
+# Shuffled data: images and global batch.
+SHUFFLED_IMAGES, SHUFFLED_BATCH = 64, 16
+
 # SimCLR, a momentum objective (its EMA target under sharding) and a
 # batch-statistics objective (variance and covariance of the global batch).
 OBJECTIVES = ("simclr", "byol", "vicreg")
@@ -226,7 +229,41 @@ def run_process(out, coordinator, num_processes, process_id, backup_dir):
         arrays["global_bn_false_error"] = np.array("")
     except ValueError as error:
         arrays["global_bn_false_error"] = np.array(str(error))
+    arrays.update(shuffled_batches(process_id))
     np.savez(out, **arrays)
+
+
+def shuffled_batches(process_id):
+    """The image ids of each epoch that Keras gives this process to train
+    on, each process seeded its own way (as users seed processes): from
+    shuffled arrays (`fit(x, batch_size=..., shuffle=True)`) and from a
+    full-image pipeline whose views are made in parallel out of order.
+    Keras's JAX trainer feeds `fit()` the dataset that
+    `DataParallel.distribute_dataset` makes of the pipeline of global
+    batches: read the same here."""
+    import keras
+
+    from keras_simclr import distribute
+
+    keras.utils.set_random_seed(100 + process_id)
+    distribution = keras.distribution.distribution()
+    arrays = {}
+    pipelines = {
+        "shuffled": distribute.per_process_data(
+            distribute_worker.id_images(SHUFFLED_IMAGES), None, SHUFFLED_BATCH
+        )[0],
+        "full_image": distribute.per_process_data(
+            distribute_worker.full_image_pipeline(SHUFFLED_IMAGES, SHUFFLED_BATCH),
+            None,
+            None,
+        )[0],
+    }
+    for name, dataset in pipelines.items():
+        key = "view_a" if name == "full_image" else None
+        local = distribution.distribute_dataset(dataset)
+        for epoch, ids in enumerate(distribute_worker.epochs_of_ids(local, 2, key)):
+            arrays[f"{name}/epoch_{epoch}"] = ids
+    return arrays
 
 
 def main():

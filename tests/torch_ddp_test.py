@@ -9,7 +9,14 @@ every step, and every weight and batch-norm statistic, on both processes.
 Process 1 starts from other weights than process 0, so the equality also
 needs `fit()`'s broadcast of process 0's weights. Removing, in turn, the
 gather of negatives, the sum of the gradients over the processes and the
-batch-norm sync must each break the equality.
+batch-norm sync must each break the equality. `evaluate()` with a last,
+partial global batch and a weight that gets no gradient (a probe trained
+without labels, with momentum and weight decay) must also match one
+process. With shuffling on and a different global seed in each process,
+as users seed them, every image must be trained exactly once per epoch,
+from arrays (the images each process's steps saw) and from a full-image
+pipeline whose views are made in parallel out of order (the batches
+`fit()` takes in each process).
 """
 
 import hashlib
@@ -115,14 +122,73 @@ def test_two_processes_equal_one_process(runs, objective):
             )
 
 
-def test_evaluation_across_processes_equals_one_process(runs):
+@pytest.mark.parametrize(
+    "evaluation",
+    ["evaluation", "evaluation_partial_arrays", "evaluation_partial_dataset"],
+)
+def test_evaluation_across_processes_equals_one_process(runs, evaluation):
     # The trained SimCLR model's loss and contrastive accuracy over all the
-    # images, each process scoring its share against the gathered batch.
+    # images, each process scoring its share against the gathered batch:
+    # also with a last, partial global batch (24 images at batch 16, and a
+    # dataset batched by 10), which one process scores whole.
     single, ranks = runs
     for result in ranks:
         np.testing.assert_allclose(
-            result["evaluation"], single["evaluation"], rtol=LOSS_RTOL, atol=LOSS_ATOL
+            result[evaluation], single[evaluation], rtol=LOSS_RTOL, atol=LOSS_ATOL
         )
+    # The last batch counts: without it the figures are others.
+    assert np.max(
+        np.abs(single["evaluation_partial_arrays"] - single["evaluation"])
+    ) > 1e-3
+
+
+def test_a_weight_without_gradient_on_every_process_stays_untouched(runs):
+    # A linear probe trained without labels: Keras skips its weights on
+    # one process, so momentum and weight decay leave them where they were;
+    # so must two processes, which train everything else as one does.
+    single, ranks = runs
+    initial = _weights(single, "probe_initial")
+    assert len(initial) == 2
+    for result in [single, *ranks]:
+        for got, want in zip(_weights(result, "probe_trained"), initial):
+            np.testing.assert_array_equal(got, want)
+    expected = _weights(single, "no_gradient")
+    for result in ranks:
+        got = _weights(result, "no_gradient")
+        assert len(got) == len(expected) > 0
+        for index, (g, w) in enumerate(zip(got, expected)):
+            np.testing.assert_allclose(
+                g, w, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL, err_msg=f"weight {index}"
+            )
+
+
+def _every_image_once_per_epoch(ranks, prefix, num_images, epochs):
+    for epoch in range(epochs):
+        parts = [result[f"{prefix}/epoch_{epoch}"] for result in ranks]
+        # Every image, each in exactly one process, once.
+        assert sorted(np.concatenate(parts).tolist()) == list(range(num_images))
+        assert all(len(part) == num_images // len(ranks) for part in parts)
+    # Shuffled, and shuffled anew each epoch.
+    first = np.concatenate([ranks[0][f"{prefix}/epoch_{e}"] for e in range(epochs)])
+    orders = first.reshape(epochs, -1)
+    assert not np.array_equal(orders[0], np.sort(orders[0]))
+    assert not np.array_equal(orders[0], orders[1])
+
+
+def test_shuffled_arrays_train_every_image_once_per_epoch(runs):
+    # fit(shuffle=True) on 64 arrays at batch 16 for 2 epochs, process r
+    # seeded with keras.utils.set_random_seed(100 + r): the images each
+    # process's steps trained on.
+    _, ranks = runs
+    _every_image_once_per_epoch(ranks, "shuffled", 64, 2)
+
+
+def test_full_image_pipeline_gives_every_image_once_per_epoch(runs):
+    # pretraining_dataset's shuffle (seed=5) and views made per image in
+    # parallel with deterministic=False, each process with its own global
+    # seed: the batches fit() takes in each process.
+    _, ranks = runs
+    _every_image_once_per_epoch(ranks, "full_image", 64, 2)
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)

@@ -30,12 +30,53 @@ from distribute_worker import make_data, make_pretrainer, result_arrays, train  
 OBJECTIVES = distribute_worker.OBJECTIVES
 
 
-def evaluation(pretrainer, data):
-    """`evaluate()`'s loss and contrastive accuracy over all the data."""
+# Shuffled training: images, global batch and epochs.
+SHUFFLED_IMAGES, SHUFFLED_BATCH, SHUFFLED_EPOCHS = 64, 16, 2
+
+
+def evaluation(pretrainer, data, batch_size=8):
+    """`evaluate()`'s loss, contrastive accuracy and Keras's `loss` over all
+    the data (arrays, or a `tf.data` dataset with `batch_size=None`)."""
     import numpy as np
 
-    logs = pretrainer.evaluate(data, batch_size=8, verbose=0, return_dict=True)
-    return np.array([logs["contrastive_loss"], logs["contrastive_accuracy"]])
+    logs = pretrainer.evaluate(
+        data, batch_size=batch_size, verbose=0, return_dict=True
+    )
+    return np.array(
+        [logs["contrastive_loss"], logs["contrastive_accuracy"], logs["loss"]]
+    )
+
+
+def evaluations(arrays, pretrainer, data):
+    """`evaluate()` with every image in one global batch or another, and
+    with a last, partial global batch: arrays of 24 images at batch 16 (a
+    last batch of 8, 4 per process), and a dataset batched by 10 (a last
+    batch of 4)."""
+    import tensorflow as tf
+
+    arrays["evaluation"] = evaluation(pretrainer, data)
+    arrays["evaluation_partial_arrays"] = evaluation(pretrainer, data, 16)
+    arrays["evaluation_partial_dataset"] = evaluation(
+        pretrainer, tf.data.Dataset.from_tensor_slices(data).batch(10), None
+    )
+
+
+def train_probe_without_labels(arrays, data):
+    """A linear probe trained without labels gets no gradient: with weight
+    decay and momentum, only skipping it leaves it untouched."""
+    pretrainer = make_pretrainer(num_classes=3, weight_decay=0.5)
+    pretrainer.build((None, 8, 8, 3))
+    arrays.update(
+        result_arrays(
+            "probe_initial", [], [w.numpy() for w in pretrainer.probe.weights]
+        )
+    )
+    arrays.update(result_arrays("no_gradient", *train(pretrainer, data)))
+    arrays.update(
+        result_arrays(
+            "probe_trained", [], [w.numpy() for w in pretrainer.probe.weights]
+        )
+    )
 
 
 def run_single(out):
@@ -45,11 +86,54 @@ def run_single(out):
     arrays = {}
     pretrainer = make_pretrainer()
     arrays.update(result_arrays("simclr", *train(pretrainer, data)))
-    arrays["evaluation"] = evaluation(pretrainer, data)
+    evaluations(arrays, pretrainer, data)
     for objective in OBJECTIVES:
         pretrainer = make_pretrainer(objective=objective)
         arrays.update(result_arrays(objective, *train(pretrainer, data)))
+    train_probe_without_labels(arrays, data)
     np.savez(out, **arrays)
+
+
+def train_shuffled(arrays, rank):
+    """Trains on shuffled arrays, each process with its own global seed,
+    as users seed processes; records the images each process trained on
+    in each epoch."""
+    import keras
+    import numpy as np
+
+    from distribute_worker import id_images, recording_views
+
+    views, epoch_ends = recording_views()
+    pretrainer = make_pretrainer(augmentation=views)
+    pretrainer.build((None, 8, 8, 3))
+    keras.utils.set_random_seed(100 + rank)
+    pretrainer.fit(
+        id_images(SHUFFLED_IMAGES),
+        batch_size=SHUFFLED_BATCH,
+        epochs=SHUFFLED_EPOCHS,
+        shuffle=True,
+        verbose=0,
+        callbacks=[epoch_ends],
+    )
+    starts = [0] + epoch_ends.ends[:-1]
+    for epoch, (start, stop) in enumerate(zip(starts, epoch_ends.ends)):
+        arrays[f"shuffled/epoch_{epoch}"] = np.array(views.seen[start:stop])
+
+
+def full_image_batches(arrays, rank):
+    """What fit() takes in each process from a full-image pipeline (views
+    made per image, in parallel, `deterministic=False`) of shuffled images,
+    each process with its own global seed."""
+    import keras
+
+    from distribute_worker import epochs_of_ids, full_image_pipeline
+    from keras_simclr import distribute
+
+    keras.utils.set_random_seed(200 + rank)
+    batches = full_image_pipeline(SHUFFLED_IMAGES, SHUFFLED_BATCH)
+    local, _, _ = distribute.per_process_data(batches, None, None)
+    for epoch, ids in enumerate(epochs_of_ids(local, SHUFFLED_EPOCHS, "view_a")):
+        arrays[f"full_image/epoch_{epoch}"] = ids
 
 
 def run_ddp(out):
@@ -70,10 +154,13 @@ def run_ddp(out):
             variable.assign(variable + 0.5)
     arrays.update(result_arrays("simclr", *train(pretrainer, data)))
     # Each process evaluates its share of every global batch.
-    arrays["evaluation"] = evaluation(pretrainer, data)
+    evaluations(arrays, pretrainer, data)
     for objective in OBJECTIVES:
         pretrainer = make_pretrainer(objective=objective)
         arrays.update(result_arrays(objective, *train(pretrainer, data)))
+    train_probe_without_labels(arrays, data)
+    train_shuffled(arrays, dist.get_rank())
+    full_image_batches(arrays, dist.get_rank())
 
     # The three parts, each removed in turn.
     gather, replica_id = distribute.cross_replica_concat, distribute.replica_id

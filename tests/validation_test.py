@@ -5,6 +5,7 @@ with the message "`name` must be ... Received: name=value".
 """
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -268,3 +269,80 @@ def test_check_images():
     assert "must hold numbers" in refused(
         _validation.check_images, np.zeros((1, 4, 4, 3), bool)
     )
+
+
+# === The images' value range, as reported (issue 25, item 5) ===
+
+
+def scaled_images(low, high, seed=0):
+    """A batch whose minimum and maximum are exactly `low` and `high`."""
+    x = np.random.default_rng(seed).uniform(low, high, (4, 6, 6, 3))
+    x[0, 0, 0, 0], x[-1, -1, -1, -1] = low, high
+    return x.astype("float32")
+
+
+@pytest.mark.parametrize(
+    "low, high, observed, remedy",
+    [
+        (0.0, 1.0, "holds images in [0, 1]", "Pass `value_range=(0, 1)`"),
+        (-1.0, 1.0, "holds images in [-1, 1]", "Pass `value_range=(-1, 1)`"),
+        (-3.0, 1.0, "has all its values at or below 1",
+         "Pass the range the images are in as `value_range`"),
+    ],
+)
+def test_scaled_down_images_are_reported_with_their_own_range(
+    low, high, observed, remedy
+):
+    from keras_simclr.layers import data_layer
+
+    x = scaled_images(low, high)
+    message = refused(
+        data_layer.check_value_range, keras.ops.convert_to_tensor(x), (0, 255), "x"
+    )
+    assert message.startswith(
+        f"`x` {observed} but `value_range` is (0.0, 255.0), so they would be "
+        f"read as nearly black images. {remedy}"
+    ), message
+    assert message.endswith(
+        f"Received: value_range=(0.0, 255.0), x.min()={low:.6g}, "
+        f"x.max()={high:.6g}"
+    ), message
+    # What declares the range is named, and where to pass another.
+    message = refused(
+        data_layer.check_value_range, x, (0, 255), "x", owner="the encoder"
+    )
+    assert "`value_range` is (0.0, 255.0) (declared by the encoder)" in message
+    assert f"{remedy} to the encoder" in message
+
+
+@pytest.mark.parametrize(
+    "low, high, observed",
+    [
+        (0.0, 1.0, "holds images in [0, 1]"),
+        (-1.0, 1.0, "holds images in [-1, 1]"),
+        (-3.0, 1.0, "has all its values at or below 1"),
+    ],
+)
+def test_a_tf_data_map_reports_scaled_down_images_with_their_own_range(
+    low, high, observed
+):
+    import tensorflow as tf
+
+    from keras_simclr.layers import SimCLRAugmentation
+    from keras_simclr.layers import data_layer
+
+    x = scaled_images(low, high)
+    augmentation = SimCLRAugmentation(6, preset="cifar", seed=0)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(4).map(augmentation)
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        next(iter(dataset))
+    error = data_layer.value_range_error_from_graph(raised.value)
+    assert isinstance(error, ValueError)
+    assert str(error).startswith(
+        f"`inputs` {observed} but `value_range` is (0.0, 255.0)"
+    ), str(error)
+    reported = [
+        float(value)
+        for value in re.findall(r"inputs\.m(?:in|ax)\(\)=([^,]+?)(?:,|$)", str(error))
+    ]
+    np.testing.assert_allclose(reported, [low, high], rtol=1e-6)

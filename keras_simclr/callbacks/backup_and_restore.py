@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -59,9 +60,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             ends.
 
     Raises:
-        ValueError: when training begins, if the restored weights come with
-            no random state of their step, or with one of other variables
-            than the model's (not the same model).
+        ValueError: when training begins, naming `backup_dir`: if the
+            backup's weights do not fit the model (a backup of another
+            model), or come with no random state of their step, or with one
+            of other variables than the model's.
 
     Example:
 
@@ -111,9 +113,35 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             if distribute.process_index() == 0:
                 self._replace_unreadable_backup()
             distribute.barrier()
-        # Keras restores the weights (and the step count) here.
-        super().on_train_begin(logs)
+        self._restore_weights(logs)
         self._restore_random_state()
+
+    def _restore_weights(self, logs):
+        """Keras's restore of the weights (and the step count), with a
+        backup of another model refused in one error that names it.
+
+        Keras would warn once per layer that does not match, then fail with
+        "N objects could not be loaded", without naming the backup.
+        """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                super().on_train_begin(logs)
+            except (ValueError, KeyError) as error:
+                reason = (str(error).strip().splitlines() or [""])[0]
+                reason = reason.split(". Example error message")[0].rstrip(".:")
+                raise ValueError(
+                    f"The backup in {self.backup_dir} does not fit this model: "
+                    f"its weights could not be loaded ({reason}). A backup "
+                    "restores only into the model that wrote it, built the "
+                    "same way. Delete the backup directory to start a new run, "
+                    "or give this model another backup_dir. Received: "
+                    f"backup_dir={self.backup_dir}"
+                ) from None
+        for warning in caught:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
 
     def _replace_unreadable_backup(self):
         """Keras's fallback to the previous backup, done on the files alone."""

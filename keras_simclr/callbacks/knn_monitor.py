@@ -80,7 +80,11 @@ class KNNMonitor(keras.callbacks.Callback):
 
     Raises:
         ValueError: if an argument is invalid, or, when training begins, if
-            no `encoder` was given and the model has no `encoder` attribute.
+            no `encoder` was given and the model has no `encoder` attribute,
+            or if the first batch of `train_data` or `test_data` is not in
+            the range the encoder reads images in (its `value_range`, else
+            the model's augmentation's; see
+            `keras_simclr.evaluation.knn.check_image_range`).
 
     Example:
 
@@ -155,8 +159,21 @@ class KNNMonitor(keras.callbacks.Callback):
                     "`KNNMonitor(..., encoder=...)`. Received: a model of "
                     f"type {type(self.model).__name__}"
                 )
-        if self._preprocessing is None and self._encoder is model_encoder:
+        own_encoder = self._encoder is model_encoder
+        if self._preprocessing is None and own_encoder:
             self._preprocessing = getattr(self.model, "evaluation_views", None)
+        # Images on another scale than the training views would give a
+        # wrong accuracy every epoch: refused before the first one.
+        source = self.model if own_encoder else self._encoder
+        sets = ((self.train_data, "train_data"), (self.test_data, "test_data"))
+        for data, name in sets:
+            knn_lib.check_image_range(
+                source,
+                data,
+                name,
+                preprocessing=self.preprocessing,
+                batch_size=self.batch_size,
+            )
         if self._num_classes is None:
             self._num_classes = knn_lib.resolve_num_classes(
                 None, self._labels(self.train_data), self._labels(self.test_data)

@@ -6,12 +6,14 @@ import warnings
 import tensorflow as tf
 
 from keras_simclr import _validation
+from keras_simclr import distribute
 from keras_simclr.data._images import IMAGE_EXTENSIONS
 from keras_simclr.data._images import INTERPOLATIONS
 from keras_simclr.data._images import decode_image
 from keras_simclr.data._images import print_if
 from keras_simclr.data._images import resize_image
 from keras_simclr.data.arrays import validate_labels
+from keras_simclr.data.pipeline import permutations
 from keras_simclr.data.subsets import select_file_names
 
 _DECODE_FAILURE = (
@@ -238,7 +240,10 @@ def from_image_folder(
         channels: 3 (RGB, the default) or 1 (grayscale).
         shuffle: bool, a new file order on each pass. Defaults to `False`.
         seed: int or None, the seed of `shuffle`: the same seed gives the
-            same sequence of orders.
+            same sequence of orders, whatever the global seed, so that
+            processes that train together (each seeded its own way) read
+            the files in the same order. None: a random order, shared by
+            the processes of a PyTorch or JAX multi-process run.
         subset: None, the path of a subset file (see `read_subset_file`)
             or an iterable of file names: only files whose base name is
             listed are read. Listed names that are not found are counted
@@ -367,7 +372,8 @@ def from_image_files(
         interpolation: resize method, as in `from_image_folder`.
         channels: 3 (RGB, the default) or 1 (grayscale).
         shuffle: bool, a new file order on each pass. Defaults to `False`.
-        seed: int or None, the seed of `shuffle`.
+        seed: int or None, the seed of `shuffle`, as in
+            `from_image_folder`.
 
     Returns:
         A `tf.data.Dataset` of dicts: `"image"` (uint8, `(height, width,
@@ -471,10 +477,18 @@ def _decoded_dataset(
     # Each pass reads the files in one order, a vector of indices: a
     # decoding failure drops an example, and the gap in the positions it
     # leaves names the file via this order.
-    if shuffle:
+    if shuffle and seed is None and distribute.processes_share_the_batches():
+        # Processes that each read the files and take their slice of every
+        # batch must read them in one order.
+        seed = distribute.shared_seed()
+    if shuffle and seed is not None:
+        # Drawn from `seed` alone: the same orders in processes whose global
+        # seeds differ (which `Dataset.shuffle` would mix in).
+        orders = permutations(count, seed)
+    elif shuffle:
         orders = (
             tf.data.Dataset.range(count)
-            .shuffle(count, seed=seed, reshuffle_each_iteration=True)
+            .shuffle(count, reshuffle_each_iteration=True)
             .batch(count)
         )
     else:

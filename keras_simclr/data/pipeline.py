@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_simclr import _validation
+from keras_simclr import distribute
 
 AUTOTUNE = tf.data.AUTOTUNE
 VIEW_KEYS = ("view_a", "view_b")
@@ -162,6 +163,82 @@ def _two_views(augmentation, images):
     return {VIEW_KEYS[0]: first, VIEW_KEYS[1]: augmentation(images)}
 
 
+def _pass_seeds(seed):
+    """A dataset of one element, `[seed, p]`, where `p` counts the passes
+    over it: 1 on the first iteration, 2 on the next, and so on.
+
+    The count lives in a variable that every iterator of the dataset
+    shares, so each pass (each epoch of Keras's `fit()`, each `repeat()`)
+    gets new seeds, while two processes that build the same pipeline with
+    the same `seed` and go through it as many times get the same ones.
+    """
+    with tf.init_scope(), tf.device("/cpu:0"):
+        passes = tf.Variable(0, dtype=tf.int64, trainable=False)
+    return tf.data.Dataset.from_tensors(tf.constant(seed, tf.int64)).map(
+        lambda seed: tf.stack([seed, passes.assign_add(1)])
+    )
+
+
+def permutations(count, seed):
+    """A dataset of one element per pass: a random permutation of
+    `range(count)` (int64), a new one on each pass, drawn from `seed` alone.
+
+    `tf.data.Dataset.shuffle(seed=...)` mixes the global seed
+    (`tf.random.set_seed`, `keras.utils.set_random_seed`) into its order,
+    so processes seeded differently shuffle differently. These
+    permutations come from a stateless op seeded by `seed` and the pass
+    number: the same in every process, whatever its global seed.
+
+    Args:
+        count: int, the number of indices.
+        seed: int, the seed.
+
+    Returns:
+        A `tf.data.Dataset` of `(count,)` int64 permutations.
+    """
+    return _pass_seeds(seed).map(
+        lambda seeds: tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=seeds
+        )
+    )
+
+
+def seeded_shuffle(dataset, buffer_size, seed):
+    """`dataset.shuffle(buffer_size)` with an order drawn from `seed` alone.
+
+    A new order on each pass, as with `reshuffle_each_iteration=True`, and
+    the same sequence of orders in every process that builds the pipeline
+    with the same `seed`, whatever the process's global seed (which
+    `dataset.shuffle(seed=...)` mixes in, see `permutations`).
+
+    Args:
+        dataset: a `tf.data.Dataset`.
+        buffer_size: int, the shuffle buffer.
+        seed: int, the seed.
+
+    Returns:
+        The shuffled `tf.data.Dataset`, of the same cardinality.
+    """
+
+    def one_pass(seeds):
+        # Inside a dataset function the default graph is the function's:
+        # clearing its graph-level seed (the global seed, copied when the
+        # function was traced) leaves the shuffle's seeds to the op seed.
+        tf.compat.v1.set_random_seed(None)
+        op_seed = tf.random.stateless_uniform(
+            [], seeds, minval=0, maxval=2**31 - 1, dtype=tf.int64
+        )
+        return dataset.shuffle(
+            buffer_size, seed=op_seed, reshuffle_each_iteration=False
+        )
+
+    shuffled = _pass_seeds(seed).flat_map(one_pass)
+    count = int(dataset.cardinality())
+    if count >= 0 or count == tf.data.INFINITE_CARDINALITY:
+        shuffled = shuffled.apply(tf.data.experimental.assert_cardinality(count))
+    return shuffled
+
+
 def _map_images(dataset, labelled, function, parallel, deterministic=False):
     """Maps `function` over the images of `dataset`, keeping the labels;
     in parallel, in order only if `deterministic`."""
@@ -242,6 +319,17 @@ def pretraining_dataset(
     parallel, in whatever order the threads take them: the fast choice,
     especially per image.
 
+    Several processes (PyTorch or JAX processes, `tf.distribute` workers)
+    each run the whole pipeline and take their slice of every batch, so
+    they must agree on every batch: the shuffle's order is drawn from
+    `seed` alone (not from the processes' global seeds, which may
+    differ), and the examples keep their order even with
+    `deterministic=False` (a parallel map that yields in order; a map that
+    yields out of order would put an image in different batches in
+    different processes, trained twice or never). The views themselves
+    may differ between processes: each trains on the views of its own
+    slice.
+
     Args:
         dataset: a `tf.data.Dataset` of unbatched examples: dicts with
             `"image"` (and `"label"`), as the sources here give, tuples
@@ -274,9 +362,18 @@ def pretraining_dataset(
             `steps_per_epoch` to `fit`). Defaults to `False`.
         drop_remainder: bool, whether to drop the last partial batch; NT-Xent
             compares the images within a batch, so the default is `True`.
-        seed: int or None, the seed of the shuffle.
+        seed: int or None, the seed of the shuffle. The order depends on
+            `seed` alone, not on the global seed (`tf.random.set_seed`), so
+            that processes seeded differently that train together agree on
+            every batch. None: a random order, shared by the processes of a
+            PyTorch or JAX multi-process run (a multi-worker `tf.distribute`
+            run needs a `seed`).
         deterministic: None, `True` or `False`; None means `seed is not
-            None`.
+            None`. When several processes train together
+            (`keras_simclr.distribute.processes_share_the_batches()`), each
+            takes its slice of every batch this pipeline gives, so the
+            examples always keep their order: `False` then still augments
+            in parallel, but yields the results in order.
         augment_per_image: `"auto"`, `True` or `False`: whether
             `augmentation` runs on each image before batching (`True`) or
             on each batch (`False`, which needs images of one size).
@@ -341,29 +438,40 @@ def pretraining_dataset(
     per_image = _choose_per_image(
         augmentation, augment_per_image, _image_shape(dataset, labelled)
     )
+    # Several processes each run this pipeline and take their slice of
+    # every batch: they must agree on the batches, so the examples keep
+    # one order whatever `deterministic` says, and the shuffle one seed.
+    shared = distribute.processes_share_the_batches()
     dataset = _cached(dataset, cache)
     if shuffle_buffer:
-        dataset = dataset.shuffle(
-            shuffle_buffer, seed=seed, reshuffle_each_iteration=True
-        )
+        if seed is None and shared:
+            seed = distribute.shared_seed()
+        if seed is None:
+            dataset = dataset.shuffle(shuffle_buffer, reshuffle_each_iteration=True)
+        else:
+            dataset = seeded_shuffle(dataset, shuffle_buffer, seed)
     if repeat:
         dataset = dataset.repeat()
     make_views = lambda images: _two_views(augmentation, images)  # noqa: E731
     # With `deterministic`, one element at a time: a seeded layer's random
-    # state then advances in the same order on every run.
+    # state then advances in the same order on every run. Shared batches
+    # only need the order of the examples: a parallel map that keeps it.
+    keep_order = deterministic or shared
     if per_image:
         dataset = _map_images(
-            dataset, labelled, make_views, parallel=not deterministic
+            dataset, labelled, make_views, parallel=not deterministic,
+            deterministic=keep_order,
         )
     dataset = dataset.batch(
         batch_size,
         drop_remainder=drop_remainder,
         num_parallel_calls=AUTOTUNE,
-        deterministic=deterministic,
+        deterministic=keep_order,
     )
     if augmentation is not None and not per_image:
         dataset = _map_images(
-            dataset, labelled, make_views, parallel=not deterministic
+            dataset, labelled, make_views, parallel=not deterministic,
+            deterministic=keep_order,
         )
     return dataset.prefetch(AUTOTUNE)
 

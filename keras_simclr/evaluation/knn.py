@@ -13,6 +13,7 @@ from keras import ops
 
 from keras_simclr import _validation
 from keras_simclr import distribute
+from keras_simclr.layers import data_layer
 from keras_simclr.models.simclr_classifier import SimCLRClassifier
 from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
 
@@ -208,7 +209,10 @@ def knn_accuracy(
         the lower class id).
 
     Raises:
-        ValueError: if an argument has the wrong type, shape or range.
+        ValueError: if an argument has the wrong type, shape or range; if
+            the first batch of `train_data` or `test_data` is not in the
+            range the encoder reads images in (see `check_image_range`),
+            before any feature is computed.
 
     Example:
 
@@ -224,14 +228,18 @@ def knn_accuracy(
     """
     _check_knn_arguments(k, temperature, chunk_size)
     _validation.check_num_classes(num_classes, allow_none=True)
+    _validation.check_int(batch_size, "batch_size")
+    # Both sets are checked before any features are computed.
+    for data, name in ((train_data, "train_data"), (test_data, "test_data")):
+        check_image_range(
+            encoder, data, name, preprocessing=preprocessing, batch_size=batch_size
+        )
     encoder, preprocessing = resolve_encoder(encoder, preprocessing)
-    train_features, train_labels = extract_features(
-        encoder, train_data, batch_size=batch_size, name="train_data",
-        preprocessing=preprocessing,
+    train_features, train_labels = _extract_features(
+        encoder, train_data, batch_size, "train_data", preprocessing
     )
-    test_features, test_labels = extract_features(
-        encoder, test_data, batch_size=batch_size, name="test_data",
-        preprocessing=preprocessing,
+    test_features, test_labels = _extract_features(
+        encoder, test_data, batch_size, "test_data", preprocessing
     )
     num_classes = resolve_num_classes(num_classes, train_labels, test_labels)
     scores = knn_scores(
@@ -286,8 +294,10 @@ def extract_features(
     Raises:
         ValueError: if `encoder` is not a Keras layer, `preprocessing` is
             neither callable nor None, `data` is not one of the accepted
-            forms, the labels are not non-negative integers, or the encoder
-            does not give one feature vector per image.
+            forms, the labels are not non-negative integers, the first
+            batch of images is not in the range the encoder reads them in
+            (see `check_image_range`), or the encoder does not give one
+            feature vector per image.
 
     Example:
 
@@ -297,26 +307,83 @@ def extract_features(
     )
     ```
     """
-    encoder, preprocessing = resolve_encoder(encoder, preprocessing)
     _validation.check_int(batch_size, "batch_size")
+    check_image_range(
+        encoder, data, name, preprocessing=preprocessing, batch_size=batch_size
+    )
+    encoder, preprocessing = resolve_encoder(encoder, preprocessing)
+    return _extract_features(encoder, data, batch_size, name, preprocessing)
+
+
+def _extract_features(encoder, data, batch_size, name, preprocessing):
+    """`extract_features` of a bare encoder, once the data are checked."""
     features, labels = [], []
-    for images, batch_labels in iterate_batches(data, batch_size, name):
-        inputs = images
-        if preprocessing is not None:
-            inputs = ops.convert_to_numpy(preprocessing(images))
-        batch_features = _encode_batch(encoder, inputs, batch_size)
-        if batch_features.ndim != 2 or len(batch_features) != len(images):
-            raise ValueError(
-                "`encoder` must map a batch of images to feature vectors "
-                f"(N, F); for {len(images)} images it gave shape "
-                f"{batch_features.shape}. For a keras.applications model, use "
-                "include_top=False and pooling='avg'."
-            )
-        features.append(batch_features)
-        labels.append(batch_labels)
+    # The first batch was checked; the encoder does not check each one.
+    with data_layer.inputs_checked():
+        for images, batch_labels in iterate_batches(data, batch_size, name):
+            inputs = images
+            if preprocessing is not None:
+                inputs = ops.convert_to_numpy(preprocessing(images))
+            batch_features = _encode_batch(encoder, inputs, batch_size)
+            if batch_features.ndim != 2 or len(batch_features) != len(images):
+                raise ValueError(
+                    "`encoder` must map a batch of images to feature vectors "
+                    f"(N, F); for {len(images)} images it gave shape "
+                    f"{batch_features.shape}. For a keras.applications model, "
+                    "use include_top=False and pooling='avg'."
+                )
+            features.append(batch_features)
+            labels.append(batch_labels)
     if not features:
         raise ValueError(f"`{name}` holds no images.")
     return np.concatenate(features), np.concatenate(labels)
+
+
+def check_image_range(encoder, data, name, preprocessing=None, batch_size=256):
+    """Checks the first batch of `data` against the range the encoder reads
+    images in, before any feature is computed.
+
+    The images that reach the encoder (after `preprocessing`, or the
+    evaluation transform of a pretrainer or classifier, which keeps the
+    range) are checked with the rule of
+    `keras_simclr.layers.data_layer.check_value_range` against the range
+    the model declares: the encoder's `value_range` (the library's
+    ResNet), else that of the augmentation it was pretrained with.
+    Nothing is checked when neither declares one.
+
+    Args:
+        encoder: as for `knn_accuracy`: a `SimCLRPretrainer`, a
+            `SimCLRClassifier`, or a Keras model or layer.
+        data: `(images, labels)` arrays or a `tf.data` dataset of them.
+        name: the name of `data` in messages.
+        preprocessing: the user's preprocessing, or None.
+        batch_size: positive int, the images of the first batch.
+
+    Raises:
+        ValueError: if the first batch is outside that range, or scaled
+            down to `[0, 1]` or `[-1, 1]` for a range above 1, naming
+            `name` and what declares the range.
+    """
+    check_encoder(encoder)
+    if isinstance(encoder, SimCLRPretrainer):
+        words = "the pretrainer"
+    elif isinstance(encoder, SimCLRClassifier):
+        words = "the classifier"
+    else:
+        words = "the encoder"
+    value_range, owner = data_layer.inference_value_range(encoder, words)
+    if value_range is None:
+        return
+    argument = f"{name}[0]" if isinstance(data, (tuple, list)) else name
+    own_preprocessing = preprocessing is not None
+    _, preprocessing = resolve_encoder(encoder, preprocessing)
+    for images, _ in iterate_batches(data, batch_size, name):
+        if preprocessing is not None:
+            images = ops.convert_to_numpy(preprocessing(images))
+            if own_preprocessing:
+                argument = f"preprocessing({argument})"
+        data_layer.check_value_range(images, value_range, argument, owner)
+        return
 
 
 def check_data(data, name):

@@ -13,6 +13,10 @@ version range in `pyproject.toml` is the one this was tested with, and
 `tests/layers/data_layer_test.py` guards it on every backend. So is the
 layer call context (`global_state`'s `"current_call_ctx"`), read to tell a
 call by the user (whose input range is checked) from a call inside a model.
+
+The images' value-range check lives here too (`check_value_range`, and
+`check_input_range` for the data given to a model): the augmentation layers,
+the ResNet, the models and the kNN evaluation all apply this one rule.
 """
 
 import contextlib
@@ -45,18 +49,29 @@ except ImportError as error:  # pragma: no cover - depends on the Keras version
 VALUE_RANGE_TOLERANCE = 1e-3
 
 
-def check_value_range(images, value_range, argument):
+def check_value_range(images, value_range, argument, owner=None):
     """Raises ValueError if a batch of images is not in `value_range`.
 
-    Catches the two mistakes that otherwise train silently on wrong images:
+    The one rule for the images' range, applied by every entry point of the
+    library (the models' `fit`, `evaluate` and `predict`, the ResNet's call,
+    the kNN evaluation, the augmentation layers). It catches the mistakes
+    that otherwise run silently on wrong images:
 
-    - images in `[0, 1]` given with a range whose upper bound is above 1,
-      such as the default `(0, 255)`: the layers would read them as nearly
-      black. Real images in `[0, 255]` never have all their values at or
-      below 1, except a constant batch (such as zeros), which is let
-      through;
+    - images scaled down, to `[0, 1]` or `[-1, 1]`, given with a range whose
+      upper bound is above 1, such as the default `(0, 255)`: the model
+      would read them as nearly black. The rule: the range's upper bound is
+      above 1, every value of the batch is at or below 1, and the batch is
+      not constant. Images really in `[0, 255]` never pass it: a
+      non-constant batch with every pixel at or below 1 of 255 is black
+      frames, every pixel 0 or 1, which no camera or dataset gives, whereas
+      every batch of scaled-down images does (whatever its dtype). A
+      constant batch (such as zeros, used to build or warm up a model)
+      says nothing about the range and is let through;
     - values outside `value_range`, beyond a tolerance of 0.1% of its width
       for float rounding.
+
+    The message reports the batch's minimum and maximum as they are: a
+    batch in `[-1, 1]` is named so, with its own remedy.
 
     It costs one minimum and one maximum over the batch. Symbolic tensors
     (a `KerasTensor`, a tensor of a TensorFlow graph, a JAX tracer, a tensor
@@ -70,12 +85,14 @@ def check_value_range(images, value_range, argument):
             to be in.
         argument: str, the name of the images in the error message, such as
             `"x"`.
+        owner: str or None, what declares `value_range`, in the user's
+            words (`"the encoder"`, `"the augmentation"`): the message says
+            where the range comes from and where to pass another.
 
     Raises:
-        ValueError: if the images look like `[0, 1]` images for a range
-            above 1, or fall outside `value_range`; the message names
-            `value_range`, gives the batch's minimum and maximum and the
-            remedy.
+        ValueError: if the images look scaled down for a range above 1, or
+            fall outside `value_range`; the message names `value_range`,
+            gives the batch's minimum and maximum and the remedy.
 
     Example:
 
@@ -91,42 +108,76 @@ def check_value_range(images, value_range, argument):
     extrema = _extrema(images)
     if extrema is None:
         return
-    message = _value_range_problem(low, high, *extrema, argument)
+    message = _value_range_problem(low, high, *extrema, argument, owner)
     if message is not None:
         raise ValueError(message)
 
 
-def _value_range_problem(low, high, minimum, maximum, argument):
+def _value_range_problem(low, high, minimum, maximum, argument, owner=None):
     """The error message for a batch with these extrema, or None."""
     received = (
         f"Received: value_range={(low, high)}, {argument}.min()="
         f"{minimum:.6g}, {argument}.max()={maximum:.6g}"
     )
     if high > 1.0 and maximum <= 1.0 and maximum > minimum:
-        return _unit_range_message(low, high, argument) + received
+        return (
+            _scaled_down_message(low, high, argument, _scale_of(minimum), owner)
+            + received
+        )
     tolerance = VALUE_RANGE_TOLERANCE * (high - low)
     if minimum < low - tolerance or maximum > high + tolerance:
-        return _outside_message(low, high, argument) + received
+        return _outside_message(low, high, argument, owner) + received
     return None
 
 
-def _unit_range_message(low, high, argument):
-    scale = (
-        "multiply the images by 255"
-        if (low, high) == (0.0, 255.0)
-        else f"rescale the images to {(low, high)}"
-    )
+# How images at or below 1 were scaled, told by their minimum: "[0, 1]",
+# "[-1, 1]", or neither. The tolerance is that of `value_range` for a width
+# of 1.
+def _scale_of(minimum):
+    if minimum >= -VALUE_RANGE_TOLERANCE:
+        return "[0, 1]"
+    if minimum >= -1.0 - VALUE_RANGE_TOLERANCE:
+        return "[-1, 1]"
+    return None
+
+
+def _declared(low, high, owner):
+    declared = f"`value_range` is {(low, high)}"
+    return f"{declared} (declared by {owner})" if owner else declared
+
+
+def _scaled_down_message(low, high, argument, scale, owner=None):
+    to = f" to {owner}" if owner else ""
+    if scale == "[0, 1]":
+        observed, remedy = "holds images in [0, 1]", f"Pass `value_range=(0, 1)`{to}"
+        rescale = (
+            "multiply the images by 255"
+            if (low, high) == (0.0, 255.0)
+            else f"rescale the images to {(low, high)}"
+        )
+    elif scale == "[-1, 1]":
+        observed, remedy = "holds images in [-1, 1]", f"Pass `value_range=(-1, 1)`{to}"
+        rescale = (
+            "map the images to [0, 255] with `(images + 1) * 127.5`"
+            if (low, high) == (0.0, 255.0)
+            else f"rescale the images to {(low, high)}"
+        )
+    else:
+        observed = "has all its values at or below 1"
+        remedy = f"Pass the range the images are in as `value_range`{to}"
+        rescale = f"rescale the images to {(low, high)}"
     return (
-        f"`{argument}` holds images in [0, 1] but `value_range` is "
-        f"{(low, high)}, so they would be read as nearly black images. "
-        f"Pass `value_range=(0, 1)`, or {scale}. "
+        f"`{argument}` {observed} but {_declared(low, high, owner)}, so they "
+        f"would be read as nearly black images. {remedy}, or {rescale}. "
     )
 
 
-def _outside_message(low, high, argument):
+def _outside_message(low, high, argument, owner=None):
+    to = f" to {owner}" if owner else ""
+    where = f" (declared by {owner})" if owner else ""
     return (
-        f"`{argument}` has values outside `value_range`={(low, high)}. "
-        "Pass the range the images are in as `value_range`, or rescale "
+        f"`{argument}` has values outside `value_range`={(low, high)}{where}. "
+        f"Pass the range the images are in as `value_range`{to}, or rescale "
         "them to it. "
     )
 
@@ -196,17 +247,28 @@ def assert_value_range_in_graph(images, value_range, argument):
     )
     assertions = []
     if high > 1.0:
-        in_unit_range = tf.logical_and(maximum <= 1.0, maximum > minimum)
-        assertions.append(
-            tf.debugging.Assert(
-                tf.logical_or(empty, tf.logical_not(in_unit_range)),
-                [
-                    _unit_range_message(low, high, argument) + received,
-                    minimum,
-                    maximum,
-                ],
+        scaled_down = tf.logical_and(maximum <= 1.0, maximum > minimum)
+        # One assertion per scale, so that the message names the one seen.
+        in_unit = minimum >= -VALUE_RANGE_TOLERANCE
+        in_signed = minimum >= -1.0 - VALUE_RANGE_TOLERANCE
+        scales = {
+            "[0, 1]": in_unit,
+            "[-1, 1]": tf.logical_and(tf.logical_not(in_unit), in_signed),
+            None: tf.logical_not(in_signed),
+        }
+        for scale, condition in scales.items():
+            failed = tf.logical_and(scaled_down, condition)
+            assertions.append(
+                tf.debugging.Assert(
+                    tf.logical_or(empty, tf.logical_not(failed)),
+                    [
+                        _scaled_down_message(low, high, argument, scale)
+                        + received,
+                        minimum,
+                        maximum,
+                    ],
+                )
             )
-        )
     tolerance = VALUE_RANGE_TOLERANCE * (high - low)
     outside = tf.logical_or(
         minimum < low - tolerance, maximum > high + tolerance
@@ -229,7 +291,7 @@ def assert_value_range_in_graph(images, value_range, argument):
 # `assert_value_range_in_graph`: the message, then the minimum and maximum.
 _GRAPH_ASSERTION = re.compile(
     r"assertion failed: \[(?P<message>`(?P<argument>[^`]+)` "
-    r"(?:holds images|has values).*?)"
+    r"(?:holds images|has values|has all its values).*?)"
     r"(?P=argument)\.min\(\) and (?P=argument)\.max\(\):\] "
     r"\[(?P<min>[^\]]+)\] \[(?P<max>[^\]]+)\]",
     re.DOTALL,
@@ -277,11 +339,13 @@ _INPUTS_CHECKED = threading.local()
 
 @contextlib.contextmanager
 def inputs_checked():
-    """Within it, the layers skip their own input check.
+    """Within it, the layers and the ResNet skip their own input check.
 
     For a caller that checked the batch itself: the model step that runs the
     augmentation as an XLA cluster checks the images outside it, because
-    XLA drops assertions (with a warning per assertion).
+    XLA drops assertions (with a warning per assertion); `predict` and the
+    kNN evaluation check the first batch of their data, and the PyTorch
+    backend, which runs them eagerly, would otherwise check every batch.
     """
     previous = getattr(_INPUTS_CHECKED, "value", False)
     _INPUTS_CHECKED.value = True
@@ -289,6 +353,182 @@ def inputs_checked():
         yield
     finally:
         _INPUTS_CHECKED.value = previous
+
+
+def inputs_are_checked():
+    """Whether the caller runs inside `inputs_checked()`."""
+    return getattr(_INPUTS_CHECKED, "value", False)
+
+
+def is_outermost_call(layer):
+    """Whether `layer` is being called by the user (eagerly, or in a
+    `tf.data` map), not from inside a model or another layer: then its
+    input is what the user gave."""
+    context = global_state.get_global_attribute("current_call_ctx")
+    return context is None or context.entry_layer is layer
+
+
+# === What range a model reads its images in ===
+
+
+def declared_value_range(layer):
+    """The `value_range` that `layer` declares, as `(low, high)` floats, or
+    None: the library's augmentation layers and ResNet declare one, and so
+    do Keras's own colour layers; a `value_range` of None (no rescaling) or
+    of another form declares nothing."""
+    value_range = getattr(layer, "value_range", None)
+    if value_range is None:
+        return None
+    try:
+        return _validation.check_value_range(value_range)
+    except ValueError:
+        return None
+
+
+def inference_value_range(model, name):
+    """The range `model` reads images in outside training, and what
+    declares it, in the user's words.
+
+    A model that declares a `value_range` itself (the library's ResNet);
+    else its `encoder`'s (a pretrainer, a classifier); else that of its
+    evaluation transform, the augmentation it was trained with, whose
+    inference call keeps the range (a pretrainer's augmentation, a
+    classifier's `evaluation_transform`).
+
+    Args:
+        model: a Keras layer or model.
+        name: what the user calls it in messages (`"the encoder"`,
+            `"the teacher"`).
+
+    Returns:
+        `(value_range, owner)`: `(low, high)` and a phrase such as
+        `"the teacher's encoder"`, or `(None, None)` when nothing declares
+        a range.
+    """
+    own = declared_value_range(model)
+    if own is not None:
+        return own, name
+    encoder = getattr(model, "encoder", None)
+    augmentation = getattr(model, "augmentation", None)
+    augmentation_range = None
+    if isinstance(augmentation, keras.layers.Layer):
+        augmentation_range = declared_value_range(augmentation)
+    if isinstance(encoder, keras.layers.Layer):
+        declared = declared_value_range(encoder)
+        if declared is not None:
+            # A pretrainer's two ranges agree (checked when it is made); a
+            # new range goes to both.
+            both = " and augmentation" if augmentation_range == declared else ""
+            return declared, f"{name}'s encoder{both}"
+    if augmentation_range is not None:
+        return augmentation_range, f"{name}'s augmentation"
+    transform = getattr(model, "evaluation_transform", None)
+    if isinstance(transform, keras.layers.Layer):
+        declared = declared_value_range(transform)
+        if declared is not None:
+            return declared, f"{name}'s evaluation_transform"
+    return None, None
+
+
+def check_input_range(x, value_range, argument, owner=None, batch_size=None):
+    """`check_value_range` on the first batch of what a model is given.
+
+    The entry points that take images (`predict`, `fit` and `evaluate` of
+    the models, the kNN evaluation) check their data through it before any
+    work starts: arrays and tensors on their first `batch_size` images
+    (32 when None), a `tf.data` dataset on its first element (which it
+    reads), a dict of views view by view. Other inputs (generators, a
+    `keras.utils.PyDataset`, a `tf.distribute` dataset) are not checked.
+
+    Args:
+        x: the data: an array, a tensor, a dict of them, or a `tf.data`
+            dataset (yielding images, `(images, labels)`...).
+        value_range: `(low, high)`, or None to check nothing.
+        argument: the name of `x` in messages (`"x"`, `"train_data[0]"`).
+        owner: what declares `value_range`, in the user's words.
+        batch_size: images checked of an array, None for 32.
+
+    Raises:
+        ValueError: as `check_value_range`; for a `tf.data` pipeline whose
+            augmentation layers refused the first batch, that layer's
+            message as a ValueError.
+    """
+    if value_range is None or x is None:
+        return
+    if _validation.is_tf_dataset(x):
+        try:
+            element = _validation.first_batch(x)
+        except Exception as error:
+            replacement = value_range_error_from_graph(error)
+            if replacement is None:
+                raise
+            raise replacement from None
+        if element is None:
+            return
+        x = _validation.split_element(element)[0]
+    if isinstance(x, dict):
+        for key, images in x.items():
+            check_input_range(
+                images, value_range, f"{argument}['{key}']", owner, batch_size
+            )
+        return
+    if not _validation.is_array_like(x):
+        return
+    images = x[: batch_size or 32]
+    if isinstance(images, list):
+        images = np.asarray(images)
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    if not ("float" in dtype or "int" in dtype):
+        return
+    check_value_range(images, value_range, argument, owner)
+
+
+def check_views_match(augmentation, readers):
+    """Refuses an augmentation whose views are in another range than the
+    models that read them.
+
+    An augmentation layer returns its views in its own `value_range`; the
+    library's ResNet maps its `value_range` to `[0, 1]`. With
+    `SimCLRAugmentation(value_range=(0, 1))` in front of a
+    `ResNet(value_range=(0, 255))`, the encoder would train on views in
+    `[0, 0.0039]`. Checked where both ranges are declared, when the model
+    is made.
+
+    Args:
+        augmentation: the augmentation layer (or pair), or None.
+        readers: dict from the argument that reads the views (`"encoder"`,
+            `"teacher"`) to `(value_range, owner)`, as
+            `inference_value_range` gives.
+
+    Raises:
+        ValueError: naming both arguments and both ranges.
+    """
+    views = declared_value_range(augmentation) if augmentation is not None else None
+    if views is None:
+        return
+    for value_range, owner in readers.values():
+        if value_range is None or tuple(value_range) == views:
+            continue
+        low, high = value_range
+        span = tuple((v - low) / (high - low) for v in views)
+        if span[1] - span[0] < 0.1:
+            effect = "nearly constant, black images"
+        elif span[0] < -0.1 or span[1] > 1.1:
+            effect = "values far outside the range it was built for"
+        else:
+            effect = "images on another scale"
+        # "the teacher's encoder" is received as "teacher's encoder".
+        received = owner[len("the "):] if owner.startswith("the ") else owner
+        raise ValueError(
+            f"`augmentation` makes views in value_range={views}, but "
+            f"{owner} reads images in value_range={value_range}: mapped to "
+            f"that range, the views would span [{span[0]:.3g}, "
+            f"{span[1]:.3g}] instead of [0, 1], {effect}. Pass the same "
+            f"`value_range` to both: `value_range={views}` to {owner} too, "
+            f"or `value_range={value_range}` to the augmentation, and give "
+            "images in that range. Received: augmentation "
+            f"value_range={views}, {received} value_range={value_range}"
+        )
 
 
 class ImageDataLayer(DataLayer):
@@ -362,7 +602,7 @@ class ImageDataLayer(DataLayer):
         JAX tracers are not checked.
         """
         if (
-            getattr(_INPUTS_CHECKED, "value", False)
+            inputs_are_checked()
             or not self._depends_on_value_range()
             or not self._is_outermost_call()
         ):
@@ -376,8 +616,7 @@ class ImageDataLayer(DataLayer):
         return inputs
 
     def _is_outermost_call(self):
-        context = global_state.get_global_attribute("current_call_ctx")
-        return context is None or context.entry_layer is self
+        return is_outermost_call(self)
 
     def _map_batch(self, inputs, fn):
         """Applies `fn` to `inputs` as a 4D float32 batch.

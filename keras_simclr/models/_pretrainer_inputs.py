@@ -7,12 +7,13 @@ and what was received, before the first step.
 """
 
 import contextlib
+import types
 
 import keras
 import numpy as np
 
 from keras_simclr import _validation
-from keras_simclr.layers.data_layer import check_value_range
+from keras_simclr.layers import data_layer
 from keras_simclr.layers.augmentation_pair import AugmentationPair
 from keras_simclr.layers.data_layer import value_range_error_from_graph
 
@@ -215,23 +216,110 @@ class PretrainerInputChecks:
         else:
             self._check_value_range(np.asarray(x_batch), name, views=False)
 
-    def _check_value_range(self, images, name, views):
-        """Refuses images outside the range the model reads them in.
+    def _makes_views(self):
+        """Whether the augmentation changes the images (not None, nor
+        Keras's `Identity`, the explicit choice of identical views)."""
+        return self.augmentation is not None and not isinstance(
+            self.augmentation, keras.layers.Identity
+        )
+
+    def _image_range(self, views):
+        """`(value_range, owner)` that images (`views=False`) or views
+        reaching the encoder (`views=True`) must be in.
 
         Images go to the augmentation, views to the encoder: whichever
         declares a `value_range` (the library's layers and ResNet do) sets
-        it. Images in [0, 1] given for the default (0, 255) would train on
+        it, and when both do they agree (checked when the pretrainer is
+        made). An augmentation that declares none may change the range, so
+        its input is not checked.
+        """
+        encoder_range = data_layer.declared_value_range(self.encoder)
+        if views or not self._makes_views():
+            return encoder_range, "the encoder"
+        augmentation_range = data_layer.declared_value_range(self.augmentation)
+        if augmentation_range is None:
+            return None, None
+        owner = "the augmentation"
+        if encoder_range is not None:
+            owner = "the augmentation and the encoder"
+        return augmentation_range, owner
+
+    def _check_value_range(self, images, name, views):
+        """Refuses images outside the range the model reads them in.
+
+        Images in [0, 1] given for the default (0, 255) would train on
         nearly black images without a word.
         """
-        reader = self.encoder if views or self.augmentation is None else (
-            self.augmentation
-        )
-        value_range = getattr(reader, "value_range", None)
+        value_range, owner = self._image_range(views)
         if value_range is None or not len(images):
             return
         if images.dtype.kind not in "biuf":
             return
-        check_value_range(images, value_range, name)
+        data_layer.check_value_range(images, value_range, name, owner)
+
+    def _check_views_are_made(self, x, name="x"):
+        """Refuses raw images for `fit()` when there is no augmentation.
+
+        With `augmentation=None` the images themselves would be both
+        views: every pair identical, a contrastive task solved from the
+        first steps (contrastive accuracy 1.0) while the encoder learns
+        nothing useful. Views made elsewhere come as a dict. Arrays,
+        tensors, `tf.data` datasets (by their `element_spec`), a
+        `keras.utils.PyDataset` (by its first batch) and a Python generator
+        (by its first batch, put back in front of the others) are checked
+        before training.
+
+        Returns:
+            `x`, or for a generator a generator of the same batches.
+        """
+        if self.augmentation is not None:
+            return x
+        checked = x
+        if isinstance(x, types.GeneratorType):
+            first = next(x, None)
+            if first is None:
+                return _batches((), x)
+            x = _batches((first,), x)
+            checked = _validation.split_element(first)[0]
+        elif isinstance(x, keras.utils.PyDataset):
+            try:
+                checked = _validation.split_element(x[0])[0]
+            except (IndexError, KeyError, NotImplementedError, TypeError):
+                return x  # no batch 0 to read: left to Keras.
+        if _validation.is_tf_dataset(checked) or _validation.is_distributed_dataset(
+            checked
+        ):
+            spec = _validation.split_element(checked.element_spec)[0]
+            if isinstance(spec, dict):
+                return x
+            received = f"{name} yielding images, element_spec={checked.element_spec}"
+        elif isinstance(checked, dict) or not _validation.is_array_like(checked):
+            return x
+        else:
+            shape = (
+                tuple(checked.shape) if hasattr(checked, "shape") else np.shape(checked)
+            )
+            what = "of shape" if checked is x else "yielding images of shape"
+            received = f"{name} {what} {shape}"
+        raise ValueError(
+            "The pretrainer has no augmentation (`augmentation=None`, the "
+            "default), so fit() would use each image itself as both of its "
+            "views: every pair would be identical, and the contrastive task "
+            "is solved from the first steps (contrastive_accuracy 1.0) "
+            "without learning a useful representation. Pass an "
+            "augmentation, e.g. `SimCLRPretrainer(encoder, "
+            "augmentation=keras_simclr.layers.SimCLRAugmentation(image_size))`, "
+            "or give views made elsewhere as a dict "
+            '`{"view_a": ..., "view_b": ...}`. Received: augmentation=None, '
+            f"{received}"
+        )
+
+
+def _batches(first, rest):
+    """A generator of the batches `first`, then those of `rest`."""
+    yield from first
+    yield from rest
+
 
 @contextlib.contextmanager
 def pipeline_errors_as_value_errors():

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_simclr import _validation
+from keras_simclr.layers import data_layer
 from keras_simclr.layers.channels_last_conv2d import ChannelsLastConv2D
 from keras_simclr.layers.fused_batch_normalization import FusedBatchNormalization
 
@@ -182,6 +183,17 @@ class ResNet(keras.Model):
     always channels-last, `(batch, height, width, channels)`, whatever
     `keras.config.image_data_format()` says.
 
+    Images on another scale than `value_range` give features without a
+    word, so the network checks what the user gives it, with the rule of
+    `keras_simclr.layers.data_layer.check_value_range`: a call by the user
+    (not from inside another model, whose own entry points check their
+    data) on a concrete batch, and `predict` and `predict_on_batch` on the
+    first batch of their data, refuse images outside `value_range` and,
+    for a range above 1, images scaled down to `[0, 1]` or `[-1, 1]` (a
+    batch that is not constant, with every value at or below 1: images
+    really in `[0, 255]` never are). Symbolic tensors (a compiled step)
+    are not checked.
+
     With `sk_ratio > 0` the network is the SimCLR v2 variant: the 3x3
     convolution of every bottleneck block becomes a selective-kernel
     convolution (one 3x3 convolution to two branches of `filters` channels,
@@ -215,7 +227,9 @@ class ResNet(keras.Model):
             `dtype` (a dtype policy given to every layer).
 
     Raises:
-        ValueError: if an argument is out of range, naming the argument.
+        ValueError: if an argument is out of range, naming the argument;
+            when called or asked to predict on images outside
+            `value_range`, or scaled down for a range above 1 (see above).
 
     Example:
 
@@ -325,6 +339,41 @@ class ResNet(keras.Model):
         self.value_range = value_range
         self.sk_ratio = sk_ratio
         self.feature_dim = int(outputs.shape[-1])
+
+    # === Input checks ===
+
+    def _checks_inputs(self):
+        return (
+            getattr(self, "value_range", None) is not None
+            and not data_layer.inputs_are_checked()
+        )
+
+    def __call__(self, *args, **kwargs):
+        # Only a call by the user: inside a model, the model's entry points
+        # have checked the data, and a compiled step pays nothing.
+        if self._checks_inputs() and data_layer.is_outermost_call(self):
+            inputs = args[0] if args else kwargs.get("inputs")
+            if inputs is not None and not isinstance(inputs, (dict, list, tuple)):
+                data_layer.check_value_range(
+                    inputs, self.value_range, "inputs", owner="the ResNet"
+                )
+        return super().__call__(*args, **kwargs)
+
+    def predict(self, x, batch_size=None, *args, **kwargs):
+        if self._checks_inputs():
+            data_layer.check_input_range(
+                x, self.value_range, "x", "the ResNet", batch_size
+            )
+        with data_layer.inputs_checked():
+            return super().predict(x, batch_size, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        if self._checks_inputs():
+            data_layer.check_input_range(
+                x, self.value_range, "x", "the ResNet"
+            )
+        with data_layer.inputs_checked():
+            return super().predict_on_batch(x)
 
     def get_config(self):
         return {

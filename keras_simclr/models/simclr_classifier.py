@@ -1,12 +1,14 @@
 """A classifier on a SimCLR encoder: linear evaluation and fine-tuning."""
 
 import copy
+import inspect
 
 import keras
 from keras import ops
 
 from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
+from keras_simclr.layers import data_layer
 from keras_simclr.layers.projection_head import ProjectionHead
 from keras_simclr.models._frozen_parts import FrozenPartsMixin
 from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
@@ -109,9 +111,10 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
     ```python
     pretrainer = keras_simclr.models.SimCLRPretrainer(
         encoder=keras_simclr.models.ResNet(18, cifar_stem=True),
+        augmentation=keras_simclr.layers.SimCLRAugmentation(32, preset="cifar"),
         projection_head=keras_simclr.layers.ProjectionHead(num_layers=3),
     )
-    ...  # pretrainer.fit(...)
+    ...  # pretrainer.fit(unlabeled_images, ...): uint8 images, (N, 32, 32, 3)
     classifier = keras_simclr.models.SimCLRClassifier(
         pretrainer, num_classes=10, head_layers=1, mode="finetune"
     )
@@ -348,9 +351,16 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
                 (`--optimizer=momentum`) at its linear-evaluation rate per
                 256 images; scale it to your batch size. Or any optimizer.
             loss: `"auto"` for sparse categorical cross-entropy from logits.
+                Or any loss that takes logits: the model outputs logits, so
+                a loss that expects probabilities (`from_logits=False`,
+                the default of Keras's cross-entropies and of their names
+                such as `"sparse_categorical_crossentropy"`) is refused.
             metrics: `"auto"` for accuracy, plus top-5 accuracy when
                 `num_classes > 5`.
             **kwargs: other arguments of `keras.Model.compile`.
+
+        Raises:
+            ValueError: if `loss` expects probabilities rather than logits.
         """
         if optimizer == "auto":
             optimizer = keras.optimizers.SGD(
@@ -358,6 +368,7 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
             )
         if loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        _check_loss_takes_logits(loss)
         # Class ids are checked before training when the loss takes them;
         # a user's own loss may take other labels (one-hot, soft).
         self._sparse_labels = isinstance(
@@ -377,11 +388,35 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         distribute.check_supported(self)
         self._check_data(x, y, kwargs.get("validation_data"))
+        self._check_image_range(x, batch_size, kwargs.get("validation_data"))
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         self._check_data(x, y)
+        self._check_image_range(x, batch_size)
         return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def predict(self, x, batch_size=None, *args, **kwargs):
+        self._check_image_range(x, batch_size)
+        return super().predict(x, batch_size, *args, **kwargs)
+
+    def _check_image_range(self, x, batch_size, validation_data=None):
+        """Checks the first batch of images against the range the encoder
+        reads them in (its `value_range`, else the evaluation transform's),
+        as the pretrainer does: images on another scale than in
+        pretraining would give other features without a word."""
+        value_range, owner = data_layer.inference_value_range(
+            self, "the classifier"
+        )
+        data_layer.check_input_range(x, value_range, "x", owner, batch_size)
+        if isinstance(validation_data, (tuple, list)) and validation_data:
+            validation_data = validation_data[0]
+            name = "validation_data[0]"
+        else:
+            name = "validation_data"
+        data_layer.check_input_range(
+            validation_data, value_range, name, owner, batch_size
+        )
 
     def _check_data(self, x, y, validation_data=None):
         """Checks the labels as the pretrainer and the distiller do."""
@@ -435,6 +470,49 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _check_loss_takes_logits(loss):
+    """Refuses a loss that reads the logits as probabilities.
+
+    Keras's cross-entropies default to `from_logits=False` and read their
+    input as probabilities: on this model's logits the loss stays at
+    ln(num_classes) or is NaN from the first step, and nothing trains,
+    without an error.
+    """
+    if _expects_probabilities(loss):
+        raise ValueError(
+            "`loss` expects probabilities (from_logits=False), but "
+            "SimCLRClassifier outputs logits: with it the loss stays at "
+            "ln(num_classes) or becomes NaN and nothing trains. Pass "
+            "`loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)` "
+            "(or `CategoricalCrossentropy(from_logits=True)` for one-hot "
+            f'labels), or leave loss="auto". Received: loss={loss!r}'
+        )
+
+
+def _expects_probabilities(loss):
+    if isinstance(loss, (list, tuple)):
+        return any(_expects_probabilities(item) for item in loss)
+    if isinstance(loss, dict):
+        return any(_expects_probabilities(item) for item in loss.values())
+    if isinstance(loss, str):
+        try:
+            loss = keras.losses.get(loss)
+        except (ValueError, TypeError):
+            return False  # Not a Keras loss name: Keras's compile reports it.
+    if isinstance(loss, keras.losses.Loss):
+        try:
+            return loss.get_config().get("from_logits") is False
+        except (NotImplementedError, TypeError, AttributeError):
+            return False
+    if callable(loss):
+        try:
+            parameter = inspect.signature(loss).parameters.get("from_logits")
+        except (TypeError, ValueError):
+            return False
+        return parameter is not None and parameter.default is False
+    return False
 
 
 def freeze(layer):

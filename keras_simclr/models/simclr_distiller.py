@@ -1,17 +1,29 @@
 """SimCLR v2 distillation: a student learns a fixed teacher's predictions."""
 
 import copy
+import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
 from keras_simclr import distribute
+from keras_simclr.layers import data_layer
 from keras_simclr.losses.distillation import distillation_loss
 from keras_simclr.models import _in_step_augmentation
 from keras_simclr.models._compile import restore_compiled_state
 from keras_simclr.models._frozen_parts import FrozenPartsMixin
+from keras_simclr.models.simclr_classifier import SimCLRClassifier
+from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
+
+# The constructor's arguments in their positional order, which still works
+# (with a DeprecationWarning).
+_POSITIONAL_ARGUMENTS = (
+    "teacher", "student", "temperature", "labelled_loss_weight", "augmentation"
+)
+_DEFAULTS = {"temperature": 1.0, "labelled_loss_weight": 0.0, "augmentation": None}
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -69,6 +81,16 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
     an augmentation, else none. It is restored with the model, from the
     augmentation or the teacher.
 
+    Teacher and student are passed by keyword,
+    `SimCLRDistiller(teacher=..., student=...)`: Keras's own distillation
+    example takes the student first, and swapped roles would train the
+    fine-tuned network on the untrained one's predictions. Positional
+    arguments still work, with a `DeprecationWarning`. A call whose roles
+    are clearly swapped is refused whichever way it is written: an untrained
+    `SimCLRClassifier` as the teacher (its final layer is still zero, so
+    its logits are the same for every image) while the student has been
+    trained (a non-zero final layer, or optimizer steps of its own).
+
     Args:
         teacher: a Keras model or layer that maps images to logits
             `(N, num_classes)`, e.g. a fine-tuned `SimCLRClassifier`. The
@@ -85,9 +107,10 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
         **kwargs: passed to `keras.Model` (name, dtype, ...).
 
     Raises:
-        ValueError: if an argument is invalid, naming the argument; at
-            build time if teacher and student predict different numbers of
-            classes.
+        ValueError: if an argument is invalid, naming the argument (a
+            `SimCLRPretrainer` as teacher or student, roles clearly
+            swapped); at build time if teacher and student predict
+            different numbers of classes.
 
     Example:
 
@@ -100,8 +123,8 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
         keras_simclr.models.ResNet(18, cifar_stem=True), num_classes=10
     )
     distiller = keras_simclr.models.SimCLRDistiller(
-        teacher,
-        student,
+        teacher=teacher,
+        student=student,
         augmentation=keras_simclr.layers.SimCLRAugmentation(32, preset="cifar"),
     )
     distiller.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
@@ -118,13 +141,27 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
 
     def __init__(
         self,
-        teacher,
-        student,
+        *args,
+        teacher=None,
+        student=None,
         temperature=1.0,
         labelled_loss_weight=0.0,
         augmentation=None,
         **kwargs,
     ):
+        if args:
+            given = {
+                "teacher": teacher,
+                "student": student,
+                "temperature": temperature,
+                "labelled_loss_weight": labelled_loss_weight,
+                "augmentation": augmentation,
+            }
+            given.update(_positional_arguments(args, given))
+            teacher, student = given["teacher"], given["student"]
+            temperature = given["temperature"]
+            labelled_loss_weight = given["labelled_loss_weight"]
+            augmentation = given["augmentation"]
         super().__init__(**kwargs)
         for name, value in (("teacher", teacher), ("student", student)):
             _validation.check_layer(
@@ -132,6 +169,15 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
                 name,
                 description="a Keras model or layer that maps images to logits",
             )
+            if isinstance(value, SimCLRPretrainer):
+                raise ValueError(
+                    f"`{name}` must map images to logits, such as a "
+                    "SimCLRClassifier; a SimCLRPretrainer maps them to the "
+                    "inputs of its self-supervised objective. Build a "
+                    "classifier on it, `SimCLRClassifier(pretrainer, "
+                    "num_classes=...)`, and fine-tune it to make a teacher. "
+                    f"Received: {name}=SimCLRPretrainer (name={value.name!r})"
+                )
         if teacher is student:
             raise ValueError(
                 "`teacher` and `student` must be different objects: the "
@@ -149,6 +195,7 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
                 f"Received: teacher.num_classes={teacher_classes}, "
                 f"student.num_classes={student_classes}"
             )
+        _check_roles(teacher, student)
         labelled_loss_weight = _validation.check_number(
             labelled_loss_weight,
             "labelled_loss_weight",
@@ -158,6 +205,14 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
         )
         temperature = _validation.check_positive_number(temperature, "temperature")
         _validation.check_layer(augmentation, "augmentation", allow_none=True)
+        # Teacher and student read the augmentation's views.
+        data_layer.check_views_match(
+            augmentation,
+            {
+                "teacher": data_layer.inference_value_range(teacher, "the teacher"),
+                "student": data_layer.inference_value_range(student, "the student"),
+            },
+        )
 
         # === Layers ===
         self.teacher = teacher
@@ -204,7 +259,7 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
         for name, model in (("teacher", self.teacher), ("student", self.student)):
             if not model.built:
                 model.build(view_shape)
-            shape = tuple(model.compute_output_shape(view_shape))
+            shape = _output_shape(model, view_shape, name)
             if len(shape) != 2:
                 raise ValueError(
                     f"`{name}` must map images to logits (batch, num_classes); "
@@ -367,6 +422,16 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         distribute.check_supported(self)
+        for name in ("class_weight", "sample_weight"):
+            # Keras turns class weights into sample weights, which the loss
+            # would report under the wrong name after the first step.
+            if kwargs.get(name) is not None:
+                value = kwargs[name]
+                raise ValueError(
+                    f"SimCLRDistiller does not take {name.replace('_', ' ')}s: "
+                    "the distillation loss weighs every image alike. Received: "
+                    f"{name}={getattr(value, 'shape', value)}"
+                )
         self._check_data(x, y, kwargs.get("validation_data"))
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
@@ -424,3 +489,105 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _output_shape(model, input_shape, name):
+    """The output shape of teacher or student `model` on `input_shape`; a
+    subclassed model without `compute_output_shape` is traced
+    symbolically."""
+    try:
+        return tuple(model.compute_output_shape(input_shape))
+    except NotImplementedError:
+        pass
+    try:
+        output = model.compute_output_spec(keras.KerasTensor(input_shape))
+    except Exception as error:
+        raise ValueError(
+            f"`{name}` must map images to logits (batch, num_classes); its "
+            f"output on images of shape {input_shape} cannot be computed "
+            f"({type(error).__name__}: {error}). Received: {name}={model.name} "
+            f"({type(model).__name__})"
+        ) from error
+    if not hasattr(output, "shape"):
+        raise ValueError(
+            f"`{name}` must map images to one tensor of logits (batch, "
+            f"num_classes); it returns {type(output).__name__}. Received: "
+            f"{name}={model.name} ({type(model).__name__})"
+        )
+    return tuple(output.shape)
+
+
+def _positional_arguments(args, given):
+    """The constructor's positional `args` by name, with a warning."""
+    if len(args) > len(_POSITIONAL_ARGUMENTS):
+        raise TypeError(
+            f"SimCLRDistiller takes at most {len(_POSITIONAL_ARGUMENTS)} "
+            f"positional arguments ({', '.join(_POSITIONAL_ARGUMENTS)}); pass "
+            f"them by keyword. Received: {len(args)} positional arguments"
+        )
+    named = dict(zip(_POSITIONAL_ARGUMENTS, args))
+    for name in named:
+        default = _DEFAULTS.get(name)
+        if given[name] is not default and not (
+            isinstance(given[name], float) and given[name] == default
+        ):
+            raise TypeError(
+                f"SimCLRDistiller got `{name}` both by position and by keyword."
+            )
+    warnings.warn(
+        "Passing the arguments of SimCLRDistiller by position is deprecated "
+        "and will stop working in a future release: the order of teacher and "
+        "student is easy to swap (Keras's distillation example takes the "
+        "student first). Pass them by keyword: SimCLRDistiller(teacher=..., "
+        f"student=...). Received: {len(args)} positional argument(s), read as "
+        f"{', '.join(named)}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return named
+
+
+def _numpy(variable):
+    # Through `.numpy()` where the tensor has it: the `__array__` of
+    # TensorFlow and PyTorch tensors warns under NumPy 2 (here while a saved
+    # distiller loads).
+    value = variable.value
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+    if hasattr(value, "numpy"):
+        return value.numpy()
+    return np.asarray(value)
+
+
+def _untrained_classifier(model):
+    """Whether `model` is a SimCLRClassifier whose final layer is at its
+    zero initialisation (or not made yet): its logits are the same for every
+    image."""
+    if not isinstance(model, SimCLRClassifier):
+        return False
+    layer = model.linear_classifier
+    return not layer.built or not np.any(_numpy(layer.kernel))
+
+
+def _trained(model):
+    """Whether `model` shows that it has been trained: a SimCLRClassifier
+    whose final layer moved from zero, or a model with optimizer steps."""
+    if isinstance(model, SimCLRClassifier) and not _untrained_classifier(model):
+        return True
+    optimizer = getattr(model, "optimizer", None)
+    iterations = getattr(optimizer, "iterations", None)
+    return iterations is not None and int(_numpy(iterations)) > 0
+
+
+def _check_roles(teacher, student):
+    """Refuses a teacher and a student whose roles are clearly swapped."""
+    if _untrained_classifier(teacher) and _trained(student):
+        raise ValueError(
+            "`teacher` and `student` look swapped: the teacher is an untrained "
+            "SimCLRClassifier (its final layer is still zero, so it gives the "
+            "same logits for every image) and the student has been trained. "
+            "The teacher is the fine-tuned network the student learns from: "
+            "pass them by keyword, SimCLRDistiller(teacher=fine_tuned, "
+            f"student=new_model). Received: teacher={teacher.name}, "
+            f"student={student.name}"
+        )

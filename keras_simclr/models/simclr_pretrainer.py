@@ -10,8 +10,10 @@ from keras_simclr import _validation
 from keras_simclr import cpu_defaults
 from keras_simclr import distribute
 from keras_simclr import objectives
+from keras_simclr.layers import data_layer
 from keras_simclr.layers.projection_head import ProjectionHead
 from keras_simclr.layers.augmentation_pair import AugmentationPair
+from keras_simclr.models import _batch_checks
 from keras_simclr.models import _in_step_augmentation
 from keras_simclr.models import _legacy_layout
 from keras_simclr.models._compile import restore_compiled_state
@@ -45,12 +47,20 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
     Accepted inputs (`x` of `fit`, `evaluate`, `predict`):
     - a batch of images `(N, H, W, C)` (a NumPy array, a tensor, or a
       `tf.data.Dataset` of them), optionally with integer labels `(N,)`: the
-      views are made by `augmentation`; with `augmentation=None` the images
-      themselves are both views (for exact tests, and for pipelines that
-      augment in `tf.data` and give pairs as below);
+      views are made by `augmentation`. Without an augmentation
+      (`augmentation=None`, the default) `fit()` refuses raw images: each
+      image would be both of its views, identical, and the contrastive
+      task would be solved without learning anything;
     - a dict `{"view_a": (N, H, W, C), "view_b": (N, H, W, C)}` of views made
-      elsewhere; they are used as given. A tuple `(view_a, view_b)` would be
-      read by Keras as `(x, y)`, so it is rejected.
+      elsewhere (pipelines that augment in `tf.data`); they are used as
+      given. A tuple `(view_a, view_b)` would be read by Keras as `(x, y)`,
+      so it is rejected.
+
+    Value ranges: the library's augmentation layers return views in their
+    `value_range`, and the library's ResNet reads images in its own
+    `value_range`; when both declare one they must be the same (checked
+    when the pretrainer is made). `fit`, `evaluate` and `predict` check the
+    first batch of their data against that range.
 
     Outputs of `call` (a dict): `features` (encoder output), `projection`
     (head output) and, with a probe, `probe_logits`. In training, and for
@@ -75,7 +85,11 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             `SimCLRAugmentation.pair(224, preset="byol")` for BYOL's two
             different views, or a tuple `(view_a, view_b)` of two layers,
             which becomes one): its `view_a` makes the first view and its
-            `view_b` the second; or `None` (see above).
+            `view_b` the second; or `None` (default) when the views are made
+            elsewhere and given as a dict (see above).
+            `keras.layers.Identity()` uses each image itself as both views,
+            for tests that need exact values; it is never right for
+            pretraining.
         projection_head: a layer from features to projections; default
             `ProjectionHead(hidden_dim=None, output_dim=128, num_layers=2)`
             (SimCLR v1).
@@ -114,6 +128,14 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
     (JAX). Each view's negatives are then all the other views of the global
     batch, as in the paper, and the step equals the one-device step on the
     same global batch.
+
+    Raises:
+        ValueError: when made, for an invalid argument, or an
+            `augmentation` whose `value_range` differs from the encoder's;
+            in `fit()`, for raw images without an augmentation, and, in
+            `fit`, `evaluate` and `predict`, for data the model cannot take
+            (shapes, labels, images outside the range it reads them in),
+            naming the argument, before any step.
 
     Example:
 
@@ -158,6 +180,10 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             description="a Keras model or layer that maps images to feature vectors",
         )
         augmentation = augmentation_layer(augmentation)
+        data_layer.check_views_match(
+            augmentation,
+            {"encoder": (data_layer.declared_value_range(encoder), "the encoder")},
+        )
         if projection_head is None:
             projection_head = ProjectionHead(name="projection_head")
         _validation.check_layer(projection_head, "projection_head")
@@ -405,6 +431,8 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         if keras.backend.backend() == "tensorflow":
             cpu_defaults.check_onednn()
         self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
+        _batch_checks.check_fit_batches(self, x, batch_size, kwargs)
+        x = self._check_views_are_made(x)
         if not self.built:
             # Callbacks such as BackupAndRestore need the variables at once.
             input_shape = input_shape_of(x)
@@ -467,14 +495,15 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
                 vy,
                 kwargs.pop("validation_batch_size", None) or batch_size,
                 shuffle=False,
+                evaluation=True,
             )
             kwargs["validation_data"] = vx if vy is None else (vx, vy)
         return x, y, batch_size, kwargs
 
     def get_metrics_result(self):
         # Keras reads the metrics both for each step's logs and for the
-        # epoch's: with several torch processes, averaged over them.
-        return distribute.mean_over_processes(super().get_metrics_result())
+        # epoch's: with several torch processes, over all their data.
+        return distribute.metrics_result(self, super().get_metrics_result)
 
     # The backends' steps take different arguments (JAX: `state, data`).
     def train_step(self, *args):
@@ -487,16 +516,35 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             return distribute.torch_test_step(self, *args)
         return super().test_step(*args)
 
+    def predict(self, x, batch_size=None, *args, **kwargs):
+        """Keras's `predict`, after checking the images' range.
+
+        The first batch of arrays, tensors or a `tf.data` dataset is checked
+        against the range the pretrainer reads images in (its encoder's
+        `value_range`, else its augmentation's) with the rule of
+        `keras_simclr.layers.data_layer.check_value_range`, so that images
+        on another scale than in training (`x / 255.` after training on
+        uint8 images) raise a `ValueError` instead of moved features.
+        """
+        value_range, owner = data_layer.inference_value_range(
+            self, "the pretrainer"
+        )
+        data_layer.check_input_range(x, value_range, "x", owner, batch_size)
+        return super().predict(x, batch_size, *args, **kwargs)
+
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
+        if _validation.is_tf_dataset(x):
+            # On the global batches: with several processes, some may
+            # hold no image of the last one.
+            x = _validation.check_batches_hold_two_images(x, "x")
         if distribute.process_count() > 1:
             # Each process evaluates its share of every global batch.
             x, y, batch_size = distribute.per_process_data(
-                x, y, batch_size, shuffle=False
+                x, y, batch_size, shuffle=False, evaluation=True
             )
         if not _validation.is_tf_dataset(x):
             return super().evaluate(x, y, batch_size=batch_size, **kwargs)
-        x = _validation.check_batches_hold_two_images(x, "x")
         # On JAX, Keras's evaluate() lifts the variables' values out of the
         # model (and donates their buffers to the compiled step) and puts
         # them back only when it ends normally: an error from the pipeline

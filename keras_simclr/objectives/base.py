@@ -10,6 +10,8 @@ scales the loss. An objective adds what is its own:
    networks of its own (a prediction head, a momentum copy) are made here.
 2. `build(view_shape, feature_shape, projection_shape)`: its state
    variables (a queue, a running statistic), when the pretrainer is built.
+   `check_batch_size(batch_size)`: when `fit()` starts, before training,
+   with the global batch; refuses one the objective cannot train with.
 3. `before_step()`: at the start of every training step, before the
    forward pass (momentum methods move their target here).
 4. `add_outputs(views, outputs, training)`: outputs of its own networks,
@@ -86,6 +88,14 @@ class Objective(keras.layers.Layer):
     def build(self, view_shape, feature_shape, projection_shape):
         """Creates the objective's state; shapes have a `None` batch axis."""
 
+    def check_batch_size(self, batch_size):
+        """Refuses a global batch the objective cannot train with.
+
+        Called by the pretrainer's `fit()` before training, with the global
+        batch (`batch_size`, or the batch of a `tf.data` dataset). Raise a
+        `ValueError` that names the objective's argument and `batch_size`.
+        """
+
     def networks(self):
         """The objective's own networks: batch norm in them is synchronised
         across replicas as in the encoder (global batch norm)."""
@@ -152,7 +162,9 @@ class NonContrastiveObjective(Objective):
     """An objective that logs its loss as `<key>_loss` and the mean cosine
     between the projections of an image's two views as
     `positive_similarity`: what every objective pulls up, and the number to
-    watch for UniGrad, whose surrogate loss is not itself minimised."""
+    watch for UniGrad, whose surrogate loss is not itself minimised (UniGrad
+    overrides `record` to log its official code's similarity, each view's
+    online projection against the other view's target)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -61,6 +61,9 @@ class MoCo(QueueMixin, MomentumObjective):
         super().build(view_shape, feature_shape, projection_shape)
         self._build_queue(projection_shape[-1])
 
+    def check_batch_size(self, batch_size):
+        check_queue_size(self.queue_size, batch_size, "MoCo")
+
     def compute_loss(self, outputs, labels=None, training=True):
         q_a, q_b = self.split_views(outputs["projection"])
         keys = outputs["target_projection"]
@@ -80,3 +83,16 @@ class MoCo(QueueMixin, MomentumObjective):
             "temperature": self.temperature,
             "queue_size": self.queue_size,
         }
+
+
+def check_queue_size(queue_size, batch_size, method):
+    """Refuses a queue that cannot take the keys of one step: each step
+    enqueues both views' keys of the global batch, `2 * batch_size`."""
+    if 2 * batch_size > queue_size:
+        raise ValueError(
+            f"`queue_size` must hold the keys of both views of a batch, at least "
+            f"2 * batch_size = {2 * batch_size}: each step of {method} enqueues "
+            "them all. Raise queue_size (the paper's: 65536) or lower "
+            f"batch_size. Received: queue_size={queue_size}, "
+            f"batch_size={batch_size}"
+        )

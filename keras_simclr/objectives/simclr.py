@@ -6,6 +6,7 @@ import keras
 from keras_simclr import _validation
 from keras_simclr.losses.nt_xent import contrastive_metrics
 from keras_simclr.objectives.base import Objective
+from keras_simclr.objectives.moco import check_queue_size
 from keras_simclr.objectives.momentum import MomentumMixin
 from keras_simclr.objectives.momentum import QueueMixin
 
@@ -115,6 +116,10 @@ class SimCLR(MomentumMixin, QueueMixin, Objective):
         if self.memory_queue:
             self._build_target(view_shape, feature_shape)
             self._build_queue(projection_shape[-1])
+
+    def check_batch_size(self, batch_size):
+        if self.memory_queue:
+            check_queue_size(self.queue_size, batch_size, "SimCLR's memory")
 
     def compute_loss(self, outputs, labels=None, training=True):
         z_a, z_b = self.split_views(outputs["projection"])

@@ -1,5 +1,6 @@
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -167,3 +168,59 @@ def test_finished_run_leaves_no_backup(tmp_path):
     fit(model, [BackupAndRestore(backup_dir, save_freq=3)])
     assert optimizer_steps(model) == 3 * STEPS_PER_EPOCH
     assert not os.path.exists(backup_dir)
+
+
+def test_a_backup_of_another_model_is_refused_naming_it(tmp_path):
+    backup_dir = str(tmp_path / "backup")
+    crash_then_resume(backup_dir, crash_step=5)
+
+    def other_model():
+        keras.backend.clear_session()
+        model = keras.Sequential(
+            [
+                keras.Input((3,)),
+                keras.layers.Dense(6),
+                keras.layers.Dense(5),
+                keras.layers.BatchNormalization(),
+                keras.layers.Dense(1),
+            ]
+        )
+        model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse")
+        return model
+
+    for model in (other_model(), make_model_with_units(5)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(ValueError) as error:
+                fit(model, [BackupAndRestore(backup_dir, save_freq=2)])
+        message = str(error.value)
+        assert message.startswith(
+            f"The backup in {backup_dir} does not fit this model: its weights "
+            "could not be loaded (A total of "
+        )
+        assert message.endswith(f"Received: backup_dir={backup_dir}")
+        # One error, without Keras's warning for each layer.
+        assert [str(w.message) for w in caught] == []
+    # The backup is left for its own model, which resumes from it.
+    assert os.path.exists(os.path.join(backup_dir, "latest.weights.h5"))
+    model = make_model()
+    fit(model, [BackupAndRestore(backup_dir, save_freq=2)])
+    # Resumed from step 5, with its interrupted epoch run again in full.
+    assert optimizer_steps(model) == 5 + 3 * STEPS_PER_EPOCH
+
+
+def make_model_with_units(units):
+    """`make_model` with another width of its first Dense layer."""
+    keras.backend.clear_session()
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.GaussianNoise(0.1, seed=1),
+            keras.layers.Dense(units),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.2, seed=2),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse")
+    return model

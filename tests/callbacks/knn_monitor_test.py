@@ -31,8 +31,11 @@ def tiny_encoder():
 
 
 def make_pretrainer():
+    # The images themselves as both views: these tests follow the monitor,
+    # not what the encoder learns.
     pretrainer = SimCLRPretrainer(
         encoder=tiny_encoder(),
+        augmentation=keras.layers.Identity(),
         projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
         temperature=0.5,
     )
@@ -185,3 +188,46 @@ def test_rejects_bad_arguments(kwargs, match):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         KNNMonitor(**arguments)
+
+
+# === The images' range, checked when training begins (issue 25, item 5) ===
+
+
+def test_refuses_images_on_another_scale_before_the_first_epoch():
+    import re
+
+    from keras_simclr.layers import SimCLRAugmentation
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, size=(12, 4, 4, 1)).astype("float32")
+    labels = np.arange(12) % 3
+    # The encoder declares no range; the augmentation does.
+    pretrainer = SimCLRPretrainer(
+        encoder=tiny_encoder(),
+        augmentation=SimCLRAugmentation(4, preset="cifar", seed=0),
+        projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
+    )
+    pretrainer.compile(optimizer=keras.optimizers.SGD(0.1))
+    pretrainer.build(pixels.shape)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in pretrainer.weights]
+    for train, test, argument, scale in (
+        ((pixels / 255.0, labels), (pixels, labels), "train_data[0]", "[0, 1]"),
+        ((pixels, labels), (pixels / 127.5 - 1.0, labels), "test_data[0]", "[-1, 1]"),
+    ):
+        message = (
+            f"`{argument}` holds images in {scale} but `value_range` is "
+            "(0.0, 255.0) (declared by the pretrainer's augmentation)"
+        )
+        with pytest.raises(ValueError, match=re.escape(message)):
+            pretrainer.fit(
+                pixels, batch_size=6, epochs=1, verbose=0,
+                callbacks=[KNNMonitor(train, test, k=3)],
+            )
+    # Refused before any step.
+    for old, new in zip(before, pretrainer.weights):
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
+    history = pretrainer.fit(
+        pixels, batch_size=6, epochs=1, verbose=0,
+        callbacks=[KNNMonitor((pixels, labels), (pixels, labels), k=3)],
+    )
+    assert 0.0 <= history.history["knn_accuracy"][0] <= 1.0

@@ -186,7 +186,11 @@ def test_batches_feed_simclr_pretrainer_fit(views_in_tf_data):
     dataset = pretraining_dataset(
         from_arrays(images, labels), 8, augmentation=augmentation, seed=0
     )
-    model = make_pretrainer(augmentation=None, num_classes=4)
+    # Raw batches: the images themselves as both views, said explicitly.
+    model = make_pretrainer(
+        augmentation=None if views_in_tf_data else keras.layers.Identity(),
+        num_classes=4,
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     history = model.fit(
         dataset, epochs=1, steps_per_epoch=1, shuffle=False, verbose=0
@@ -221,7 +225,9 @@ def test_image_folder_with_labels_false_trains_a_pretrainer_without_probe(
     batches = pretraining_dataset(
         folder, 8, augmentation=augmentation, with_labels=False, seed=0
     )
-    model = make_pretrainer(augmentation=None)
+    model = make_pretrainer(
+        augmentation=None if views_in_tf_data else keras.layers.Identity()
+    )
     assert model.probe is None
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
@@ -239,3 +245,120 @@ def test_image_folder_with_labels_false_trains_a_pretrainer_without_probe(
     refusing.compile(optimizer=keras.optimizers.SGD(0.1))
     with pytest.raises(ValueError, match="with_labels|linear probe"):
         refusing.fit(labelled, epochs=1, shuffle=False, verbose=0)
+
+
+# === Processes that train together agree on every batch ===
+
+
+def id_images(count, size=4):
+    """Image `i` filled with the value `i`."""
+    values = np.arange(count, dtype="uint8")
+    return np.broadcast_to(values[:, None, None, None], (count, size, size, 3)).copy()
+
+
+def epochs_of_ids(dataset, epochs=3, key=None):
+    passes = []
+    for _ in range(epochs):
+        ids = []
+        for batch in dataset.as_numpy_iterator():
+            images = batch[key] if key else batch
+            ids.extend(np.asarray(images)[:, 0, 0, 0].astype(int).tolist())
+        passes.append(ids)
+    return passes
+
+
+def assert_new_permutation_each_epoch(passes, count):
+    for ids in passes:
+        assert sorted(ids) == list(range(count))
+    assert ids != sorted(ids)
+    assert len({tuple(ids) for ids in passes}) == len(passes)
+
+
+def test_seeded_shuffle_does_not_depend_on_the_global_seed():
+    # Processes seeded differently (keras.utils.set_random_seed(seed +
+    # rank)) that build the same pipeline must shuffle alike, or each takes
+    # its slice of another "global" batch. tf.data's own shuffle mixes the
+    # global seed in.
+    def orders(global_seed):
+        keras.utils.set_random_seed(global_seed)
+        dataset = pretraining_dataset(
+            from_arrays(id_images(24)), 8, with_labels=False, seed=3
+        )
+        return epochs_of_ids(dataset)
+
+    first = orders(1)
+    assert orders(2) == first
+    assert_new_permutation_each_epoch(first, 24)
+    keras.utils.set_random_seed(1)
+    other = pretraining_dataset(
+        from_arrays(id_images(24)), 8, with_labels=False, seed=4
+    )
+    assert epochs_of_ids(other) != first
+
+
+def test_seeded_file_order_does_not_depend_on_the_global_seed(tmp_path):
+    for i in range(12):
+        write_image(tmp_path / f"{i:02d}.png", np.full((4, 4, 3), i, "uint8"))
+
+    def orders(global_seed):
+        keras.utils.set_random_seed(global_seed)
+        folder = from_image_folder(tmp_path, shuffle=True, seed=7)
+        batches = folder.map(lambda example: example["image"]).batch(12)
+        return epochs_of_ids(batches)
+
+    first = orders(1)
+    assert orders(2) == first
+    assert_new_permutation_each_epoch(first, 12)
+
+
+def slow_view(image):
+    """The image, after a random delay: a map that may yield out of order
+    does."""
+    import time
+
+    delay = tf.py_function(
+        lambda seconds: time.sleep(float(seconds)) or 0.0,
+        [tf.random.uniform([], 0.0, 0.004)],
+        tf.float32,
+    )
+    delay.set_shape([])
+    return tf.cast(image, "float32") + 0.0 * delay
+
+
+def test_processes_that_share_batches_keep_the_order_of_parallel_views(
+    monkeypatch,
+):
+    # Each process runs the pipeline and takes its slice of every batch: a
+    # per-image map that yields out of order (deterministic=False) would
+    # put an image in another batch in each process. Views are still made
+    # in parallel, and yielded in order.
+    from keras_simclr import distribute
+
+    monkeypatch.setattr(distribute, "processes_share_the_batches", lambda: True)
+    dataset = pretraining_dataset(
+        from_arrays(id_images(64)),
+        8,
+        augmentation=slow_view,
+        augment_per_image=True,
+        deterministic=False,
+        shuffle_buffer=0,
+    )
+    for ids in epochs_of_ids(dataset, 2, key="view_a"):
+        assert ids == list(range(64))
+
+
+def test_tf_config_workers_share_batches(monkeypatch):
+    from keras_simclr import distribute
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert not distribute.processes_share_the_batches()
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+        '"task": {"type": "worker", "index": 0}}',
+    )
+    # MultiWorkerMirroredStrategy shards a dataset by element: its workers
+    # must agree on every batch (on TensorFlow; elsewhere TF_CONFIG is
+    # nobody's).
+    expected = keras.backend.backend() == "tensorflow"
+    assert distribute.processes_share_the_batches() is expected

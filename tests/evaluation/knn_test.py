@@ -361,3 +361,98 @@ def test_preprocessing_must_be_callable():
         knn_accuracy(make_encoder(), train, train, preprocessing="crop")
     with pytest.raises(ValueError, match="preprocessing=1"):
         extract_features(make_encoder(), train, preprocessing=1)
+
+
+# === The images' range, checked before any feature (issue 25, item 5) ===
+
+
+class CountingEncoder(keras.layers.Layer):
+    """Flattens images to features; declares the range it reads them in, as
+    the library's ResNet does, and counts its calls."""
+
+    def __init__(self, value_range=(0, 255), **kwargs):
+        super().__init__(**kwargs)
+        self.value_range = value_range
+        self.calls = 0
+
+    def call(self, images, training=False):
+        self.calls += 1
+        return keras.ops.reshape(images, (keras.ops.shape(images)[0], -1))
+
+
+def pixel_problem(seed, num_images=12):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(num_images, 4, 4, 1)).astype("float32")
+    return images, np.arange(num_images) % 3
+
+
+def test_knn_accuracy_refuses_images_on_another_scale_before_any_feature():
+    import re
+
+    import tensorflow as tf
+
+    encoder = CountingEncoder()
+    train, test = pixel_problem(0), pixel_problem(1)
+    cases = {
+        "train_data[0]": ((train[0] / 255.0, train[1]), test, "[0, 1]"),
+        "test_data[0]": (train, (test[0] / 127.5 - 1.0, test[1]), "[-1, 1]"),
+        "test_data": (
+            train,
+            tf.data.Dataset.from_tensor_slices((test[0] / 255.0, test[1])).batch(4),
+            "[0, 1]",
+        ),
+    }
+    for argument, (train_data, test_data, scale) in cases.items():
+        message = (
+            f"`{argument}` holds images in {scale} but `value_range` is "
+            "(0.0, 255.0) (declared by the encoder)"
+        )
+        with pytest.raises(ValueError, match=re.escape(message)):
+            knn_accuracy(encoder, train_data, test_data, k=3)
+        with pytest.raises(ValueError, match=re.escape(f"holds images in {scale}")):
+            extract_features(
+                encoder, train_data if "train" in argument else test_data
+            )
+    # Refused before the encoder ran on either set.
+    assert encoder.calls == 0
+    expected = knn_accuracy(encoder, train, test, k=3)
+    # The user's preprocessing is checked on what it gives the encoder.
+    unit = ((train[0] / 255.0, train[1]), (test[0] / 255.0, test[1]))
+    assert knn_accuracy(
+        encoder, *unit, k=3, preprocessing=lambda images: images * 255.0
+    ) == pytest.approx(expected)
+    with pytest.raises(
+        ValueError, match=re.escape("`preprocessing(train_data[0])` holds images")
+    ):
+        knn_accuracy(encoder, *unit, k=3, preprocessing=lambda images: images)
+    # An encoder that declares no range is not checked.
+    knn_accuracy(CountingEncoder(value_range=None), *unit, k=3)
+
+
+def test_knn_accuracy_of_a_pretrainer_checks_its_augmentation_range():
+    import re
+
+    from keras_simclr.layers import ProjectionHead
+    from keras_simclr.layers import SimCLRAugmentation
+    from keras_simclr.models import SimCLRClassifier
+    from keras_simclr.models import SimCLRPretrainer
+
+    # The encoder declares no range; the augmentation it trained behind does.
+    pretrainer = SimCLRPretrainer(
+        make_encoder(),
+        augmentation=SimCLRAugmentation(4, preset="cifar", seed=0),
+        projection_head=ProjectionHead(hidden_dim=4, output_dim=2),
+    )
+    train, test = pixel_problem(0), pixel_problem(1)
+    for model, owner in (
+        (pretrainer, "the pretrainer's augmentation"),
+        (SimCLRClassifier(pretrainer, 3), "the classifier's evaluation_transform"),
+    ):
+        message = (
+            "`train_data[0]` holds images in [0, 1] but `value_range` is "
+            f"(0.0, 255.0) (declared by {owner})"
+        )
+        with pytest.raises(ValueError, match=re.escape(message)):
+            knn_accuracy(model, (train[0] / 255.0, train[1]), test, k=3)
+        result = knn_accuracy(model, train, test, k=3)
+        assert 0.0 <= result["top1"] <= 1.0

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def run_script(model_dir, *extra):
     env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    # As a user runs it: the script decides the C++ log level.
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return subprocess.run(
         [
             sys.executable,
@@ -59,6 +62,10 @@ def test_pretrain_script_writes_model_flags_and_results(tmp_path):
     assert flags["batch_size"] == 32 and flags["dataset"] == "digits"
     encoder = keras.saving.load_model(tmp_path / "encoder.keras")
     assert encoder.output_shape == (None, 512)
+    # No C++ log lines of TensorFlow or XLA, no retracing warnings.
+    output = result.stdout + result.stderr
+    assert not re.search(r"^[IWEF]\d{4} |cuInit|absl::InitializeLog", output, re.M)
+    assert "retracing" not in output
 
 
 def test_pretrain_script_rejects_bad_flags(tmp_path):

@@ -38,7 +38,13 @@ def images(n, seed=0):
 
 
 def pretrainer():
-    return SimCLRPretrainer(encoder(), num_classes=NUM_CLASSES, temperature=0.5)
+    # Identical views on purpose: these tests are about labels and batches.
+    return SimCLRPretrainer(
+        encoder(),
+        augmentation=keras.layers.Identity(),
+        num_classes=NUM_CLASSES,
+        temperature=0.5,
+    )
 
 
 def classifier():
@@ -46,7 +52,7 @@ def classifier():
 
 
 def distiller():
-    return SimCLRDistiller(classifier(), classifier())
+    return SimCLRDistiller(teacher=classifier(), student=classifier())
 
 
 MODELS = {"pretrainer": pretrainer, "classifier": classifier, "distiller": distiller}
@@ -133,7 +139,10 @@ def test_a_dataset_batch_of_one_image_is_refused(form):
     else:
         dataset = tf.data.Dataset.from_tensor_slices(x).batch(4)
     model = SimCLRPretrainer(
-        encoder(), num_classes=3 if form == "pairs" else None, temperature=0.5
+        encoder(),
+        augmentation=keras.layers.Identity(),
+        num_classes=3 if form == "pairs" else None,
+        temperature=0.5,
     )
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     message = "`x` yielded a batch of a single image, which has no negatives"
@@ -307,3 +316,161 @@ def test_a_pipeline_augmenting_images_in_zero_one_is_refused_before_training():
         model.fit(dataset, verbose=0)
     for old, new in zip(before, model.weights):
         np.testing.assert_array_equal(old, ops.convert_to_numpy(new))
+
+
+# === Value ranges and views (issue 25, items 5 and 6) ===
+
+
+def tiny_resnet(value_range=(0, 255)):
+    from keras_simclr.models import ResNet
+
+    return ResNet(
+        18,
+        width_multiplier=0.125,
+        cifar_stem=True,
+        input_shape=(SIZE, SIZE, 3),
+        value_range=value_range,
+    )
+
+
+def pixels(n, seed=0):
+    """Images in [0, 255], as uint8 data gives them."""
+    return np.round(images(n, seed) * 255.0).astype("float32")
+
+
+def test_an_augmentation_in_another_range_than_the_encoder_is_refused():
+    from keras_simclr.layers import SimCLRAugmentation
+
+    augmentation = SimCLRAugmentation(SIZE, preset="cifar", value_range=(0, 1))
+    with pytest.raises(ValueError) as raised:
+        SimCLRPretrainer(tiny_resnet(), augmentation=augmentation)
+    message = str(raised.value)
+    assert message.endswith(
+        "Received: augmentation value_range=(0.0, 1.0), encoder "
+        "value_range=(0.0, 255.0)"
+    ), message
+    assert "Pass the same `value_range` to both" in message
+    # Views in [0, 1] fill 1/255 of the encoder's range.
+    assert f"[0, {1 / 255:.3g}]" in message
+    # An augmentation pair is one augmentation, with one range.
+    pair = SimCLRAugmentation.pair(SIZE, preset="byol")
+    with pytest.raises(ValueError, match=re.escape(
+        "Received: augmentation value_range=(0.0, 255.0), encoder "
+        "value_range=(0.0, 1.0)"
+    )):
+        SimCLRPretrainer(tiny_resnet((0, 1)), augmentation=pair)
+    # The distiller's augmentation feeds the teacher and the student.
+    with pytest.raises(ValueError, match=re.escape(
+        "Received: augmentation value_range=(0.0, 1.0), teacher's encoder "
+        "value_range=(0.0, 255.0)"
+    )):
+        SimCLRDistiller(
+            teacher=SimCLRClassifier(tiny_resnet(), NUM_CLASSES),
+            student=SimCLRClassifier(encoder(), NUM_CLASSES),
+            augmentation=augmentation,
+        )
+    # The same range on both sides, or an encoder that declares none, is
+    # fine.
+    SimCLRPretrainer(tiny_resnet((0, 1)), augmentation=augmentation)
+    SimCLRPretrainer(encoder(), augmentation=augmentation)
+
+
+@pytest.mark.parametrize("form", ["array", "dataset", "generator", "py_dataset"])
+def test_raw_images_without_an_augmentation_are_refused(form):
+    x = pixels(8)
+    model = SimCLRPretrainer(encoder(), projection_head=keras.layers.Dense(4))
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.build(x.shape)
+    before = [ops.convert_to_numpy(w).copy() for w in model.weights]
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return x[4 * index : 4 * index + 4]
+
+    def generator():
+        for start in (0, 4):
+            yield (x[start : start + 4],)
+
+    data = {
+        "array": x,
+        "dataset": tf.data.Dataset.from_tensor_slices(x).batch(4),
+        "generator": generator(),
+        "py_dataset": Batches(),
+    }[form]
+    with pytest.raises(ValueError) as raised:
+        model.fit(data, batch_size=None if form != "array" else 4, verbose=0)
+    message = str(raised.value)
+    assert message.startswith(
+        "The pretrainer has no augmentation (`augmentation=None`, the default)"
+    ), message
+    assert "keras_simclr.layers.SimCLRAugmentation" in message
+    assert '{"view_a": ..., "view_b": ...}' in message
+    assert "Received: augmentation=None, x " in message
+    assert "6, 6, 3)" in message
+    for old, new in zip(before, model.weights):
+        np.testing.assert_array_equal(old, ops.convert_to_numpy(new))
+
+    # Views made elsewhere train, from a generator too, whose first batch
+    # (read for the check) is trained on with the others.
+    def view_generator():
+        for start in (0, 4):
+            batch = x[start : start + 4]
+            yield ({"view_a": batch, "view_b": batch[::-1]},)
+
+    class CountBatches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            trained.append(batch)
+
+    trained = []
+    views = {"view_a": x, "view_b": x[::-1].copy()}
+    history = model.fit(view_generator(), verbose=0, callbacks=[CountBatches()])
+    assert np.isfinite(history.history["loss"][0])
+    assert trained == [0, 1]
+    model.fit(views, batch_size=4, verbose=0)
+    # Identical views on purpose, said explicitly.
+    identical = SimCLRPretrainer(
+        encoder(), augmentation=keras.layers.Identity(),
+        projection_head=keras.layers.Dense(4),
+    )
+    identical.compile(optimizer=keras.optimizers.SGD(0.1))
+    identical.fit(x, batch_size=4, verbose=0)
+
+
+def test_predict_checks_the_range_the_pretrainer_reads_images_in():
+    from keras_simclr.layers import SimCLRAugmentation
+
+    x = pixels(8)
+    # The range declared by the ResNet, and by the augmentation alone.
+    for model_encoder, owner in (
+        (tiny_resnet(), "the pretrainer's encoder and augmentation"),
+        (encoder(), "the pretrainer's augmentation"),
+    ):
+        model = SimCLRPretrainer(
+            model_encoder,
+            augmentation=SimCLRAugmentation(SIZE, preset="cifar", seed=0),
+            projection_head=keras.layers.Dense(4),
+        )
+        expected = ops.convert_to_numpy(model(x, training=False)["features"])
+        np.testing.assert_allclose(
+            model.predict(x, batch_size=4, verbose=0)["features"], expected,
+            rtol=1e-5, atol=1e-5,
+        )
+        for data, argument in (
+            (x / 255.0, "x"),
+            (tf.data.Dataset.from_tensor_slices(x / 255.0).batch(4), "x"),
+            ({"view_a": x / 255.0, "view_b": x}, "x['view_a']"),
+        ):
+            message = (
+                f"`{argument}` holds images in [0, 1] but `value_range` is "
+                f"(0.0, 255.0) (declared by {owner}), so they would be read "
+                "as nearly black images. Pass `value_range=(0, 1)` to "
+                f"{owner}, or multiply the images by 255. Received: "
+                f"value_range=(0.0, 255.0), {argument}.min()="
+            )
+            with pytest.raises(ValueError, match=re.escape(message)):
+                model.predict(data, batch_size=4, verbose=0)
+        with pytest.raises(ValueError, match=re.escape("holds images in [-1, 1]")):
+            model.predict(x / 127.5 - 1.0, verbose=0)

@@ -596,3 +596,69 @@ def test_invalid_width_multiplier_message(value):
 def test_allowed_depths_listed_in_error():
     with pytest.raises(ValueError, match="18, 34, 50, 101, 152, 200"):
         ResNet(depth=20)
+
+
+# === The images' range, checked where the user gives them (issue 25) ===
+
+
+@pytest.mark.parametrize("scale", ["[0, 1]", "[-1, 1]"])
+def test_call_and_predict_refuse_images_on_another_scale(scale):
+    import re
+
+    import tensorflow as tf
+
+    model = ResNet(
+        depth=18, width_multiplier=0.125, cifar_stem=True, input_shape=(8, 8, 3)
+    )
+    x = images((4, 8, 8, 3))
+    scaled = x / 255.0 if scale == "[0, 1]" else x / 127.5 - 1.0
+    runs = {
+        "inputs": lambda v: model(v, training=False),
+        "x": lambda v: model.predict(v, batch_size=2, verbose=0),
+    }
+    for argument, run in runs.items():
+        message = (
+            f"`{argument}` holds images in {scale} but `value_range` is "
+            "(0.0, 255.0) (declared by the ResNet)"
+        )
+        with pytest.raises(ValueError, match=re.escape(message)):
+            run(scaled)
+    for data in (
+        tf.data.Dataset.from_tensor_slices(scaled).batch(2),
+        keras.ops.convert_to_tensor(scaled),
+    ):
+        with pytest.raises(ValueError, match=re.escape(f"holds images in {scale}")):
+            model.predict(data, verbose=0)
+    with pytest.raises(ValueError, match=re.escape(f"holds images in {scale}")):
+        model.predict_on_batch(scaled)
+    with pytest.raises(ValueError, match="outside `value_range`"):
+        model(x * 2.0)
+    # Images in the range give the same features every way.
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(
+        model.predict(x, batch_size=2, verbose=0), expected, rtol=1e-5, atol=1e-5
+    )
+    # A constant batch says nothing about the range (zeros build models).
+    model(np.zeros((2, 8, 8, 3), "float32"))
+    # The same images with the range declared, or with no range, are taken.
+    for value_range in ((0, 1) if scale == "[0, 1]" else (-1, 1), None):
+        other = ResNet(
+            depth=18,
+            width_multiplier=0.125,
+            cifar_stem=True,
+            input_shape=(8, 8, 3),
+            value_range=value_range,
+        )
+        other(scaled)
+        other.predict(scaled, verbose=0)
+
+
+def test_inside_another_model_the_resnet_does_not_check():
+    # The enclosing model's entry points check their data; a compiled step
+    # pays nothing. A call inside a Keras model is not the user's.
+    encoder = ResNet(
+        depth=18, width_multiplier=0.125, cifar_stem=True, input_shape=(8, 8, 3)
+    )
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(encoder(inputs)))
+    assert model(images((2, 8, 8, 3)) / 255.0).shape == (2, 2)

@@ -50,7 +50,9 @@ def test_a_file_of_the_earlier_release_loads_and_trains(objective):
     )
     # The optimizer state came back with the weights; training goes on.
     assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 2
-    model.fit(images, np.arange(8) % 2, batch_size=4, epochs=1, verbose=0)
+    # Saved without an augmentation: views go in as a dict.
+    views = {"view_a": images, "view_b": images[:, :, ::-1].copy()}
+    model.fit(views, np.arange(8) % 2, batch_size=4, epochs=1, verbose=0)
     assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 4
 
 

@@ -135,7 +135,9 @@ def test_linear_evaluation_leaves_the_pretrainer_as_it_was():
 
     pretrainer.compile(optimizer=keras.optimizers.SGD(0.1))
     encoder_before, head_before = numpy_weights(encoder), numpy_weights(head)
-    pretrainer.fit(images, batch_size=8, epochs=1, verbose=0)
+    # No augmentation: two views made here, the second flipped.
+    views = {"view_a": images, "view_b": images[:, :, ::-1].copy()}
+    pretrainer.fit(views, batch_size=8, epochs=1, verbose=0)
     assert_weights_moved(encoder_before, encoder)
     # The last head layer is used by pretraining only.
     assert_weights_moved(head_before[-4:], head.dense_layers[-1])
@@ -515,3 +517,130 @@ def test_an_encoder_has_no_evaluation_transform_unless_given_one():
     )
     with pytest.raises(ValueError, match="evaluation_transform"):
         SimCLRClassifier(tiny_encoder(), NUM_CLASSES, evaluation_transform="crop")
+
+
+# === Losses that read the logits as probabilities (compile) ===
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "sparse_categorical_crossentropy",
+        "categorical_crossentropy",
+        "binary_crossentropy",
+        "SparseCategoricalCrossentropy",
+        keras.losses.SparseCategoricalCrossentropy(),
+        keras.losses.CategoricalCrossentropy(from_logits=False),
+        keras.losses.CategoricalFocalCrossentropy(),
+        keras.losses.sparse_categorical_crossentropy,
+        keras.losses.categorical_crossentropy,
+        ["sparse_categorical_crossentropy"],
+    ],
+    ids=lambda loss: loss if isinstance(loss, str) else None,
+)
+def test_compile_refuses_a_loss_that_expects_probabilities(loss):
+    model = SimCLRClassifier(tiny_encoder(), NUM_CLASSES)
+    with pytest.raises(ValueError) as caught:
+        model.compile(loss=loss)
+    message = str(caught.value)
+    assert message.startswith("`loss` expects probabilities")
+    assert "SparseCategoricalCrossentropy(from_logits=True)" in message
+    assert 'loss="auto"' in message
+    assert f"Received: loss={loss!r}" in message
+    assert getattr(model, "optimizer", None) is None
+
+
+def test_compile_accepts_losses_on_logits():
+    import functools
+
+    images, labels = images_and_labels(n=12)
+    for loss in (
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        functools.partial(
+            keras.losses.sparse_categorical_crossentropy, from_logits=True
+        ),
+        "auto",
+    ):
+        model = SimCLRClassifier(tiny_encoder(), NUM_CLASSES)
+        model.compile(loss=loss)
+        # The zero-initialised logits give a cross-entropy of ln(K).
+        results = model.evaluate(images, labels, verbose=0, return_dict=True)
+        np.testing.assert_allclose(results["loss"], np.log(NUM_CLASSES), rtol=1e-5)
+    # One-hot labels through a categorical cross-entropy on logits.
+    model = SimCLRClassifier(tiny_encoder(), NUM_CLASSES)
+    model.compile(
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True), metrics=[]
+    )
+    history = model.fit(
+        images, np.eye(NUM_CLASSES)[labels], batch_size=12, epochs=2, verbose=0
+    ).history
+    np.testing.assert_allclose(history["loss"][0], np.log(NUM_CLASSES), rtol=1e-5)
+    assert history["loss"][1] < history["loss"][0]
+
+
+# === The images' range in fit, evaluate and predict (issue 25, item 5) ===
+
+
+def test_fit_evaluate_and_predict_refuse_images_on_another_scale():
+    import re
+
+    import tensorflow as tf
+
+    from keras_simclr.layers import SimCLRAugmentation
+    from keras_simclr.models import ResNet
+
+    images, labels = images_and_labels(n=8)
+    resnet = ResNet(
+        18, width_multiplier=0.125, cifar_stem=True,
+        input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
+    )
+    pretrainer = SimCLRPretrainer(
+        encoder=tiny_encoder(),
+        augmentation=SimCLRAugmentation(IMAGE_SIZE, preset="cifar", seed=0),
+        projection_head=tiny_head(),
+    )
+    for model, owner in (
+        (SimCLRClassifier(resnet, NUM_CLASSES), "the classifier's encoder"),
+        # The encoder declares no range: the pretrainer's augmentation does.
+        (
+            SimCLRClassifier(pretrainer, NUM_CLASSES),
+            "the classifier's evaluation_transform",
+        ),
+    ):
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.build(images.shape)
+        before = numpy_weights(model)
+        unit = images / 255.0
+        runs = {
+            "x": lambda: model.fit(unit, labels, batch_size=4, verbose=0),
+            "validation_data[0]": lambda: model.fit(
+                images, labels, batch_size=4, verbose=0,
+                validation_data=(unit, labels),
+            ),
+            "validation_data": lambda: model.fit(
+                images, labels, batch_size=4, verbose=0,
+                validation_data=tf.data.Dataset.from_tensor_slices(
+                    (unit, labels)
+                ).batch(4),
+            ),
+        }
+        for argument, run in runs.items():
+            message = (
+                f"`{argument}` holds images in [0, 1] but `value_range` is "
+                f"(0.0, 255.0) (declared by {owner})"
+            )
+            with pytest.raises(ValueError, match=re.escape(message)):
+                run()
+        assert_weights_equal(before, model)
+        dataset = tf.data.Dataset.from_tensor_slices((unit, labels)).batch(4)
+        with pytest.raises(ValueError, match=re.escape("`x` holds images in [0, 1]")):
+            model.evaluate(dataset, verbose=0)
+        with pytest.raises(ValueError, match=re.escape("`x` holds images in [-1, 1]")):
+            model.predict(images / 127.5 - 1.0, verbose=0)
+        # The images in their range go through.
+        model.fit(images, labels, batch_size=4, verbose=0)
+        np.testing.assert_allclose(
+            model.predict(images, batch_size=4, verbose=0),
+            ops.convert_to_numpy(model(images, training=False)),
+            rtol=1e-5, atol=1e-5,
+        )

@@ -101,7 +101,7 @@ def test_no_gradient_flows_into_the_teacher_logits():
 def test_step_loss_equals_the_reference_on_the_models_logits(temperature):
     x = vectors(16)
     teacher, student = mlp(name="teacher"), mlp(name="student")
-    model = SimCLRDistiller(teacher, student, temperature=temperature)
+    model = SimCLRDistiller(teacher=teacher, student=student, temperature=temperature)
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     expected = numpy_reference(
         logits_of(teacher, x), logits_of(student, x), temperature
@@ -122,7 +122,9 @@ def test_labelled_loss_is_weighted_in():
     x = vectors(16)
     labels = np.arange(16) % NUM_CLASSES
     teacher, student = mlp(name="teacher"), mlp(name="student")
-    model = SimCLRDistiller(teacher, student, temperature=2.0, labelled_loss_weight=0.3)
+    model = SimCLRDistiller(
+        teacher=teacher, student=student, temperature=2.0, labelled_loss_weight=0.3
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     student_logits = logits_of(student, x)
     distill = numpy_reference(logits_of(teacher, x), student_logits, 2.0).mean()
@@ -150,7 +152,7 @@ def test_student_learns_the_teacher_and_the_teacher_stays_fixed():
     teacher_predictions = teacher_logits.argmax(-1)
     assert len(np.unique(teacher_predictions)) > 1
     student = linear(name="student")
-    model = SimCLRDistiller(teacher, student)
+    model = SimCLRDistiller(teacher=teacher, student=student)
     # The teacher is left out of what the distiller trains, and its own
     # flags are left as they were.
     assert teacher.trainable
@@ -180,7 +182,9 @@ def test_teacher_and_student_see_the_same_augmented_view():
     teacher, student = mlp(name="teacher"), mlp(name="student")
     student.set_weights(teacher.get_weights())
     model = SimCLRDistiller(
-        teacher, student, augmentation=keras.layers.GaussianNoise(1.0, seed=1)
+        teacher=teacher,
+        student=student,
+        augmentation=keras.layers.GaussianNoise(1.0, seed=1),
     )
     outputs = model(x, training=True)
     # The view is not the input, yet both networks saw the same one.
@@ -226,9 +230,9 @@ def classifier_pair():
 def test_export_outputs():
     images = np.random.default_rng(0).uniform(size=(4, IMAGE_SIZE, IMAGE_SIZE, 3))
     teacher, student = classifier_pair()
-    model = SimCLRDistiller(teacher, student)
+    model = SimCLRDistiller(teacher=teacher, student=student)
     assert set(model.export_outputs(images)) == {"features", "logits"}
-    model = SimCLRDistiller(mlp(), linear())
+    model = SimCLRDistiller(teacher=mlp(), student=linear())
     outputs = model.export_outputs(vectors(4))
     assert set(outputs) == {"logits"}
     assert tuple(outputs["logits"].shape) == (4, NUM_CLASSES)
@@ -244,8 +248,8 @@ def test_config_and_keras_round_trip(tmp_path):
         np.random.default_rng(1).normal(size=(6, NUM_CLASSES))
     )
     model = SimCLRDistiller(
-        teacher,
-        student,
+        teacher=teacher,
+        student=student,
         temperature=2.0,
         labelled_loss_weight=0.25,
         augmentation=keras.layers.GaussianNoise(1.0, seed=3),
@@ -279,7 +283,7 @@ def test_the_teacher_can_train_again_after_distillation(tmp_path):
     teacher.compile()
     teacher.fit(images, labels, batch_size=8, epochs=1, verbose=0)
     teacher_trainable = len(teacher.trainable_weights)
-    model = SimCLRDistiller(teacher, student)
+    model = SimCLRDistiller(teacher=teacher, student=student)
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     before = numpy_weights(teacher)
     model.fit(images, batch_size=8, epochs=1, verbose=0)
@@ -310,7 +314,7 @@ def test_a_linear_student_trains_only_its_classifier():
     ).astype("float32")
     teacher, _ = classifier_pair()
     student = SimCLRClassifier(tiny_encoder("student_encoder"), NUM_CLASSES, mode="linear")
-    model = SimCLRDistiller(teacher, student)
+    model = SimCLRDistiller(teacher=teacher, student=student)
     model.build(images.shape)
     assert [id(w) for w in model.trainable_weights] == [
         id(w) for w in student.linear_classifier.weights
@@ -345,23 +349,23 @@ def test_bad_arguments(kwargs, match):
 def test_teacher_cannot_be_the_student():
     model = mlp()
     with pytest.raises(ValueError, match="different objects"):
-        SimCLRDistiller(model, model)
+        SimCLRDistiller(teacher=model, student=model)
 
 
 def test_different_class_counts_are_rejected():
     teacher = SimCLRClassifier(tiny_encoder("a"), 3)
     student = SimCLRClassifier(tiny_encoder("b"), 4)
     with pytest.raises(ValueError, match="num_classes"):
-        SimCLRDistiller(teacher, student)
+        SimCLRDistiller(teacher=teacher, student=student)
     inputs = keras.Input((DIM,))
     student = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES + 1)(inputs))
-    model = SimCLRDistiller(mlp(), student)
+    model = SimCLRDistiller(teacher=mlp(), student=student)
     with pytest.raises(ValueError, match="same classes"):
         model.build((None, DIM))
 
 
 def test_compile_rejects_a_loss_and_fit_rejects_sample_weights():
-    model = SimCLRDistiller(mlp(), linear())
+    model = SimCLRDistiller(teacher=mlp(), student=linear())
     with pytest.raises(ValueError, match="loss"):
         model.compile(optimizer="sgd", loss="mse")
     model.compile(optimizer="sgd")
@@ -417,7 +421,7 @@ def reference_views(images):
 
 def test_inference_and_evaluate_use_the_teachers_evaluation_transform():
     teacher, student = crop_teacher_and_student()
-    model = SimCLRDistiller(teacher, student, temperature=2.0)
+    model = SimCLRDistiller(teacher=teacher, student=student, temperature=2.0)
     assert model.evaluation_transform is teacher.evaluation_transform
     images = large_images()
     views = reference_views(images)
@@ -451,7 +455,7 @@ def test_the_augmentation_gives_the_evaluation_transform():
 
     teacher, student = crop_teacher_and_student()
     augmentation = SimCLRAugmentation(IMAGE_SIZE, preset="cifar", seed=0)
-    model = SimCLRDistiller(teacher, student, augmentation=augmentation)
+    model = SimCLRDistiller(teacher=teacher, student=student, augmentation=augmentation)
     assert model.evaluation_transform is augmentation
     images = np.random.default_rng(2).uniform(0, 255, (4, 12, 12, 3))
     images = images.astype("float32")
@@ -467,7 +471,7 @@ def test_evaluation_transform_round_trips(tmp_path):
     from keras_simclr.layers.simclr_augmentation import SimCLRAugmentation
 
     teacher, student = crop_teacher_and_student()
-    model = SimCLRDistiller(teacher, student)
+    model = SimCLRDistiller(teacher=teacher, student=student)
     images = large_images(n=4)
     model.build((None, 12, 10, 3))
     revived = run_serialization_test(model)
@@ -485,11 +489,172 @@ def test_evaluation_transform_round_trips(tmp_path):
 def test_an_augmentation_without_a_view_size_leaves_the_teachers_transform():
     teacher, student = crop_teacher_and_student()
     noise = keras.layers.GaussianNoise(1.0, seed=3)
-    model = SimCLRDistiller(teacher, student, augmentation=noise)
+    model = SimCLRDistiller(teacher=teacher, student=student, augmentation=noise)
     assert model.evaluation_transform is teacher.evaluation_transform
-    model = SimCLRDistiller(mlp(), linear(), augmentation=noise)
+    model = SimCLRDistiller(teacher=mlp(), student=linear(), augmentation=noise)
     assert model.evaluation_transform is noise
     x = vectors(4)
     np.testing.assert_allclose(
         ops.convert_to_numpy(model(x)), logits_of(model.student, x), rtol=1e-6
     )
+
+
+# === Roles: teacher and student cannot be swapped silently ===
+
+
+def labelled_images(n=16):
+    images = np.random.default_rng(0).uniform(0, 255, (n, IMAGE_SIZE, IMAGE_SIZE, 3))
+    return images.astype("float32"), np.arange(n) % NUM_CLASSES
+
+
+def fine_tuned_teacher():
+    teacher, student = classifier_pair()
+    teacher.compile()
+    teacher.fit(*labelled_images(), batch_size=8, epochs=1, verbose=0)
+    return teacher, student
+
+
+def test_positional_arguments_still_work_with_a_deprecation_warning():
+    teacher, student = mlp(name="teacher"), linear(name="student")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = SimCLRDistiller(teacher, student, 2.0, 0.25)
+    assert [w.category for w in caught] == [DeprecationWarning]
+    # Reported at the caller's line, naming the replacement.
+    assert caught[0].filename == __file__
+    assert "SimCLRDistiller(teacher=..., student=...)" in str(caught[0].message)
+    assert model.teacher is teacher and model.student is student
+    assert model.temperature == 2.0 and model.labelled_loss_weight == 0.25
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SimCLRDistiller(teacher=teacher, student=student, temperature=2.0)
+    assert caught == []
+    with pytest.raises(TypeError, match="`teacher` both by position and by keyword"):
+        SimCLRDistiller(teacher, student, teacher=teacher)
+    with pytest.raises(TypeError, match="at most 5 positional arguments"):
+        SimCLRDistiller(teacher, student, 1.0, 0.0, None, "extra")
+
+
+def test_swapped_roles_are_refused():
+    teacher, student = fine_tuned_teacher()
+    # Keras's distillation example takes the student first.
+    message = (
+        "`teacher` and `student` look swapped: the teacher is an untrained "
+        "SimCLRClassifier"
+    )
+    with pytest.warns(DeprecationWarning):
+        with pytest.raises(ValueError, match=message) as caught:
+            SimCLRDistiller(student, teacher)
+    assert "Received: teacher=student, student=teacher" in str(caught.value)
+    with pytest.raises(ValueError, match=message):
+        SimCLRDistiller(teacher=student, student=teacher)
+    # A student trained by its own fit, of any kind, counts as trained.
+    trained = mlp(name="trained")
+    trained.compile(optimizer="sgd", loss="mse")
+    trained.fit(vectors(8), np.zeros((8, NUM_CLASSES)), verbose=0)
+    untrained = SimCLRClassifier(tiny_encoder("e"), NUM_CLASSES)
+    with pytest.raises(ValueError, match=message):
+        SimCLRDistiller(teacher=untrained, student=trained)
+    # The right order trains the student only.
+    model = SimCLRDistiller(teacher=teacher, student=student)
+    before = numpy_weights(teacher)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    images, _ = labelled_images()
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    for old, new in zip(before, numpy_weights(teacher)):
+        np.testing.assert_array_equal(old, new)
+    assert np.any(ops.convert_to_numpy(student.linear_classifier.kernel))
+
+
+def test_swapped_check_leaves_saved_distillers_and_fresh_pairs_alone(tmp_path):
+    teacher, student = fine_tuned_teacher()
+    model = SimCLRDistiller(teacher=teacher, student=student)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    images, _ = labelled_images()
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    # Both networks trained: the student's final layer moved from zero.
+    assert np.any(ops.convert_to_numpy(student.linear_classifier.kernel))
+    revived = run_serialization_test(model)
+    assert revived.teacher.name == "teacher" and revived.student.name == "student"
+    path = str(tmp_path / "distiller.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(restored.teacher(images)),
+        logits_of(teacher, images),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(restored(images)),
+        logits_of(student, images),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    # Two untrained classifiers are not a swap.
+    fresh_teacher, fresh_student = classifier_pair()
+    SimCLRDistiller(teacher=fresh_teacher, student=fresh_student)
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_a_pretrainer_is_refused_as_teacher_or_student(role):
+    from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
+
+    pretrainer = SimCLRPretrainer(
+        encoder=tiny_encoder("encoder"),
+        projection_head=ProjectionHead(hidden_dim=6, output_dim=4),
+        name="pretrainer",
+    )
+    arguments = {"teacher": classifier_pair()[0], "student": classifier_pair()[1]}
+    arguments[role] = pretrainer
+    with pytest.raises(ValueError) as caught:
+        SimCLRDistiller(**arguments)
+    message = str(caught.value)
+    assert message.startswith(f"`{role}` must map images to logits")
+    assert "SimCLRClassifier(pretrainer, num_classes=...)" in message
+    assert message.endswith(f"Received: {role}=SimCLRPretrainer (name='pretrainer')")
+
+
+def test_a_subclassed_teacher_without_compute_output_shape():
+    class Logits(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(NUM_CLASSES)
+
+        def build(self, input_shape):
+            self.dense.build(input_shape)
+
+        def call(self, x):
+            return self.dense(x)
+
+    teacher = Logits(name="subclassed")
+    model = SimCLRDistiller(teacher=teacher, student=linear())
+    model.build((None, DIM))
+    x = vectors(16)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    expected = numpy_reference(logits_of(teacher, x), logits_of(model.student, x), 1.0)
+    history = model.fit(x, batch_size=16, epochs=1, verbose=0).history
+    np.testing.assert_allclose(
+        history["distillation_loss"][0], expected.mean(), rtol=1e-5
+    )
+
+    class Pair(keras.Model):
+        def call(self, x):
+            return {"a": x, "b": x}
+
+    model = SimCLRDistiller(teacher=Pair(name="pair"), student=linear())
+    with pytest.raises(ValueError, match="`teacher` must map images to one tensor"):
+        model.build((None, DIM))
+
+
+def test_class_weight_is_refused_under_its_own_name():
+    model = SimCLRDistiller(teacher=mlp(), student=linear())
+    model.compile(optimizer="sgd")
+    labels = np.arange(8) % NUM_CLASSES
+    with pytest.raises(ValueError) as caught:
+        model.fit(vectors(8), labels, class_weight={0: 2.0}, batch_size=8, verbose=0)
+    assert str(caught.value) == (
+        "SimCLRDistiller does not take class weights: the distillation loss "
+        "weighs every image alike. Received: class_weight={0: 2.0}"
+    )
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 0

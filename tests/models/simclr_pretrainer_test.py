@@ -139,7 +139,8 @@ def test_probe_does_not_train_the_encoder():
     encoders = []
     for use_labels in (False, True):
         keras.utils.set_random_seed(7)
-        model = make_pretrainer(augmentation=None, num_classes=4)
+        # The same views in both runs: the images themselves, on purpose.
+        model = make_pretrainer(augmentation=keras.layers.Identity(), num_classes=4)
         model.build(images.shape)
         if weights is None:
             weights = model.encoder.get_weights()
@@ -175,16 +176,35 @@ def test_tf_data_input():
 
 
 def test_keras_applications_encoder():
-    encoder = keras.applications.MobileNet(
+    from keras_simclr.layers import SimCLRAugmentation
+
+    base = keras.applications.MobileNet(
         input_shape=(32, 32, 3),
         alpha=0.25,
         include_top=False,
         pooling="avg",
         weights=None,
     )
-    model = SimCLRPretrainer(encoder, projection_head=ProjectionHead(32, 8))
+    # The README's recipe: views come in the augmentation's value_range
+    # (0-255); the model's own preprocess_input, applied inside the
+    # encoder, maps them to the range it expects ([-1, 1] for MobileNet).
+    inputs = keras.Input((32, 32, 3))
+    preprocess = keras.applications.mobilenet.preprocess_input
+    encoder = keras.Model(inputs, base(preprocess(inputs)))
+    images = np.random.default_rng(0).uniform(0, 255, size=(4, 32, 32, 3))
+    images = images.astype("float32")
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(encoder(images)),
+        ops.convert_to_numpy(base(images / 127.5 - 1.0)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    model = SimCLRPretrainer(
+        encoder,
+        augmentation=SimCLRAugmentation(32, preset="cifar", seed=0),
+        projection_head=ProjectionHead(32, 8),
+    )
     model.compile(optimizer="sgd")
-    images = np.random.uniform(0, 255, size=(4, 32, 32, 3)).astype("float32")
     history = model.fit(images, batch_size=4, epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0])
 
