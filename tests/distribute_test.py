@@ -141,8 +141,9 @@ def test_global_batch_norm_is_not_left_in_the_layers(mirrored):
     assert flags.size > 0 and not flags.any()
 
 
-@tensorflow_only
-def test_multi_worker_two_processes_equal_one_device(mirrored, tmp_path):
+def _run_two_workers(mode, tmp_path):
+    """Runs `mode` in two MultiWorkerMirroredStrategy workers on loopback,
+    each writing `tmp_path / worker_<index>.npz`."""
     ports = [free_port(), free_port()]
     workers = []
     for index in range(2):
@@ -152,7 +153,7 @@ def test_multi_worker_two_processes_equal_one_device(mirrored, tmp_path):
         }
         workers.append(
             _run_worker(
-                "multi_worker",
+                mode,
                 tmp_path / f"worker_{index}.npz",
                 {"KERAS_BACKEND": "tensorflow", "TF_CONFIG": json.dumps(tf_config)},
                 check=False,
@@ -164,6 +165,11 @@ def test_multi_worker_two_processes_equal_one_device(mirrored, tmp_path):
         finally:
             worker.kill()
         assert worker.returncode == 0, output[-4000:]
+
+
+@tensorflow_only
+def test_multi_worker_two_processes_equal_one_device(mirrored, tmp_path):
+    _run_two_workers("multi_worker", tmp_path)
     for index in range(2):
         result = np.load(tmp_path / f"worker_{index}.npz")
         _assert_same_training(result, "distributed", mirrored)
@@ -176,27 +182,7 @@ def test_multi_worker_shuffled_pipeline_gives_every_image_once(tmp_path):
     # pretraining_dataset of 64 images at batch 16, shuffled (seed=5) and
     # with views made per image in parallel (deterministic=False), as
     # Keras's fit() does: every image reaches one worker once per epoch.
-    ports = [free_port(), free_port()]
-    workers = []
-    for index in range(2):
-        tf_config = {
-            "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
-            "task": {"type": "worker", "index": index},
-        }
-        workers.append(
-            _run_worker(
-                "multi_worker_data",
-                tmp_path / f"worker_{index}.npz",
-                {"KERAS_BACKEND": "tensorflow", "TF_CONFIG": json.dumps(tf_config)},
-                check=False,
-            )
-        )
-    for worker in workers:
-        try:
-            output, _ = worker.communicate(timeout=300)
-        finally:
-            worker.kill()
-        assert worker.returncode == 0, output[-4000:]
+    _run_two_workers("multi_worker_data", tmp_path)
     results = [np.load(tmp_path / f"worker_{index}.npz") for index in range(2)]
     orders = []
     for epoch in range(2):
