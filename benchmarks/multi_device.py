@@ -26,7 +26,7 @@ the Keras backend are fixed at import):
 
 2. `memory`: peak resident set size of the process (`ru_maxrss`) for global
    batches of 256, 512 and 1024 images on one device without a strategy, on
-   TensorFlow (the fastest CPU backend, see DESIGN.md decision 6). Reported:
+   TensorFlow (the fastest CPU backend, see docs/design.md, decision 6). Reported:
    the absolute peak, the baseline (peak after imports, data and model
    building) and their difference, the memory the training step itself added.
 
@@ -141,7 +141,7 @@ def setup_devices(config):
 
 
 # Who calls a torch.distributed collective inside the library's step
-# (`keras_simclr._torch_distributed`), as the timing reports it.
+# (`keras_simclr.distribute._torch`), as the timing reports it.
 COLLECTIVE_CALLERS = {
     "sum_gradients": "gradients",
     "_AllGather.forward": "gather",
@@ -253,7 +253,7 @@ def child(config):
             projection_head=keras_simclr.layers.ProjectionHead(
                 output_dim=128, num_layers=2
             ),
-            temperature=0.5,
+            objective=keras_simclr.objectives.SimCLR(temperature=0.5),
         )
         model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
         model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))

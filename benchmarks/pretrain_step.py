@@ -90,7 +90,8 @@ def child_keras(config):
         if mode == "library":
             augmentation = keras_simclr.layers.SimCLRAugmentation(size, preset="cifar", seed=0)
         model = keras_simclr.models.SimCLRPretrainer(
-            encoder, augmentation=augmentation, projection_head=head, temperature=0.5
+            encoder, augmentation=augmentation, projection_head=head,
+            objective=keras_simclr.objectives.SimCLR(temperature=0.5),
         )
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),

@@ -245,7 +245,7 @@ def train_simclr(args, keras, keras_simclr, train_images, budget, evaluate, eval
         encoder,
         augmentation=keras_simclr.layers.SimCLRAugmentation(IMAGE_SIZE, preset="cifar", seed=args.seed),
         projection_head=keras_simclr.layers.ProjectionHead(output_dim=128, num_layers=2),
-        temperature=args.temperature,
+        objective=keras_simclr.objectives.SimCLR(temperature=args.temperature),
     )
     pretrainer.compile(
         optimizer=keras_simclr.optimizers.LARS(args.simclr_learning_rate, momentum=0.9, weight_decay=1e-6)

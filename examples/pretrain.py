@@ -196,7 +196,7 @@ flags.DEFINE_boolean(
 flags.DEFINE_enum(
     "objective", "simclr",
     ["simclr", "supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad"],
-    "What to minimise on the same views, encoder and head (see the README's table). "
+    "What to minimise on the same views, encoder and head (see docs/objectives.md). "
     "supcon uses the labels.",
 )
 flags.DEFINE_string(
@@ -634,43 +634,7 @@ def main(argv):
             input_shape=(image_size, image_size, 3),
         )
 
-    objective_config = None
-    if FLAGS.objective_config:
-        try:
-            objective_config = json.loads(FLAGS.objective_config)
-        except json.JSONDecodeError as error:
-            raise app.UsageError(
-                f"--objective_config must be a JSON dict ({error}). "
-                f"Received: --objective_config={FLAGS.objective_config}"
-            )
-    if FLAGS.memory_queue and FLAGS.objective != "simclr":
-        raise app.UsageError(
-            "--memory_queue adds negatives to --objective=simclr (moco has its "
-            f"own queue). Received: --objective={FLAGS.objective}"
-        )
-    # A flag the objective would ignore is refused, as the library refuses
-    # the argument; flags left at their defaults are simply not passed.
-    objective_class = objectives.OBJECTIVES[FLAGS.objective]
-
-    def uses(argument):
-        """Whether the objective takes `argument` with these flags."""
-        condition = getattr(objective_class, "conditional_arguments", {}).get(argument)
-        return argument in objectives.arguments(objective_class) and (
-            condition is None or FLAGS[condition].value
-        )
-
-    for flag, argument in OBJECTIVE_FLAGS.items():
-        if FLAGS[flag].present and not uses(argument):
-            raise app.UsageError(
-                f"--{flag} is not used by --objective={FLAGS.objective}"
-                f"{'' if FLAGS.memory_queue else ' (without --memory_queue)'}; it "
-                f"applies to {objectives.users_of(argument)}. "
-                f"Received: --{flag}={FLAGS[flag].value}"
-            )
-
-    def if_used(argument, value):
-        return value if uses(argument) else None
-
+    make_objective = objective_from_flags(total_steps)
     if (FLAGS.objective == "moco" or FLAGS.memory_queue) and (
         FLAGS.queue_size < 2 * batch_size
     ):
@@ -693,11 +657,6 @@ def main(argv):
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     # Variables, models and optimizer are made under the strategy.
     with scope:
-        prediction_head = None
-        if FLAGS.prediction_hidden_dim and uses("prediction_head"):
-            prediction_head = keras_simclr.layers.PredictionHead(
-                hidden_dim=FLAGS.prediction_hidden_dim, name="prediction_head"
-            )
         random_encoder = make_encoder()
         encoder = make_encoder()
         encoder.set_weights(random_encoder.get_weights())
@@ -708,15 +667,8 @@ def main(argv):
             projection_head=keras_simclr.layers.ProjectionHead(
                 output_dim=FLAGS.projection_dim, num_layers=FLAGS.projection_layers
             ),
-            temperature=if_used("temperature", FLAGS.temperature),
+            objective=make_objective(),
             num_classes=num_classes,
-            objective=FLAGS.objective,
-            objective_config=objective_config,
-            prediction_head=prediction_head,
-            momentum=if_used("momentum", FLAGS.target_momentum),
-            momentum_schedule_steps=if_used("momentum_schedule_steps", total_steps),
-            queue_size=if_used("queue_size", FLAGS.queue_size),
-            memory_queue=if_used("memory_queue", FLAGS.memory_queue),
             global_bn=FLAGS.global_bn,
         )
         peak = keras_simclr.optimizers.scale_learning_rate(
@@ -830,9 +782,7 @@ def main(argv):
                 )
             }
         num_test_images = len(data.eval_test[0]) if labelled else 0
-        loss_name = (
-            "contrastive_loss" if FLAGS.objective == "simclr" else f"{FLAGS.objective}_loss"
-        )
+        loss_name = objectives.OBJECTIVES[FLAGS.objective].loss_metric_name
         results = {
             "backend": keras.backend.backend(),
             "strategy": FLAGS.strategy,
@@ -893,13 +843,80 @@ def finish_processes():
         dist.destroy_process_group()
 
 
-# Flags that only some objectives use, and the pretrainer argument of each.
+# Flags that only some objectives use, and the objective's argument of each.
 OBJECTIVE_FLAGS = {
     "temperature": "temperature",
     "target_momentum": "momentum",
     "queue_size": "queue_size",
+    "memory_queue": "memory_queue",
     "prediction_hidden_dim": "prediction_head",
 }
+
+
+def objective_from_flags(total_steps):
+    """Checks --objective, --objective_config and the flags of
+    `OBJECTIVE_FLAGS`; returns a function that makes the objective (called
+    under the strategy's scope, where its variables belong).
+
+    A flag the objective does not take is refused if given, as the library
+    refuses the argument, and left out at its default; momentum methods
+    raise their momentum to 1 over the run.
+    """
+    import keras_simclr
+    from keras_simclr import objectives
+
+    try:
+        arguments = json.loads(FLAGS.objective_config or "{}")
+    except json.JSONDecodeError as error:
+        arguments = error
+    if not isinstance(arguments, dict):
+        raise app.UsageError(
+            f"--objective_config must be a JSON dict ({arguments}). "
+            f"Received: --objective_config={FLAGS.objective_config}"
+        )
+    if FLAGS.memory_queue and FLAGS.objective != "simclr":
+        raise app.UsageError(
+            "--memory_queue adds negatives to --objective=simclr (moco has its "
+            f"own queue). Received: --objective={FLAGS.objective}"
+        )
+    cls = objectives.OBJECTIVES[FLAGS.objective]
+    conditions = getattr(cls, "conditional_arguments", {})
+
+    def uses(argument):
+        condition = conditions.get(argument)
+        return argument in objectives.arguments(cls) and (
+            condition is None or FLAGS[condition].value
+        )
+
+    for flag, argument in OBJECTIVE_FLAGS.items():
+        if FLAGS[flag].present and not uses(argument):
+            raise app.UsageError(
+                f"--{flag} is not used by --objective={FLAGS.objective}"
+                f"{'' if FLAGS.memory_queue else ' (without --memory_queue)'}; it "
+                f"applies to {objectives.users_of(argument)}. "
+                f"Received: --{flag}={FLAGS[flag].value}"
+            )
+        if FLAGS[flag].present and argument in arguments:
+            raise app.UsageError(
+                f"--{flag} sets `{argument}`, which --objective_config sets "
+                f"too; give it once. Received: --{flag}={FLAGS[flag].value}"
+            )
+        if uses(argument) and FLAGS[flag].value is not None:
+            arguments.setdefault(argument, FLAGS[flag].value)
+    if uses("momentum_schedule_steps"):
+        arguments.setdefault("momentum_schedule_steps", total_steps)
+    objectives.check_arguments(cls, arguments)
+
+    def make_objective():
+        made = dict(arguments)
+        if "prediction_head" in made:
+            made["prediction_head"] = keras_simclr.layers.PredictionHead(
+                hidden_dim=made["prediction_head"], name="prediction_head"
+            )
+        return cls(**made)
+
+    return make_objective
+
 
 _OWN_FLAGS = [
     "dataset", "data_dir", "tfds_name", "download", "image_size", "crop_from", "max_images",

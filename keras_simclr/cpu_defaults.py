@@ -4,8 +4,8 @@ TensorFlow leaves its oneDNN kernels off on x86 CPUs without AVX-512 (most
 AMD and older Intel machines), and reads `TF_ENABLE_ONEDNN_OPTS` once, when it
 is imported: set afterwards, the variable has no effect (measured with
 TensorFlow 2.21: `TF_ENABLE_ONEDNN_OPTS=0` set after `import tensorflow` left
-oneDNN on, and `=1` left it off). On a 2-core AVX2 CPU a SimCLR step of a
-small CNN took 4.83 s with TensorFlow's default and 2.34 s with oneDNN on.
+oneDNN on, and `=1` left it off). docs/speed.md and docs/design.md
+(decisions 9 and 16) give the gain on a CPU without AVX-512.
 
 `import keras_simclr` therefore sets `TF_ENABLE_ONEDNN_OPTS=1` when it runs
 before TensorFlow is loaded, on x86 machines, unless the user has set the
@@ -14,9 +14,8 @@ oneDNN off, `check_onednn()` prints one line at the start of training with
 the remedy.
 
 JAX: XLA's CPU convolutions run faster through XNNPACK
-(`--xla_cpu_use_xnnpack=true`): a ResNet-18 step at batch 64 on 2 Sapphire
-Rapids cores took 6.06 s with it against 7.63 s without (jaxlib 0.10.2; the
-other CPU flags tried gave 0.95x to 1.06x). `enable_fast_xla_cpu()` adds it
+(`--xla_cpu_use_xnnpack=true`; docs/speed.md gives the gain, and that no
+other XLA CPU flag helped). `enable_fast_xla_cpu()` adds it
 to `XLA_FLAGS`, which JAX reads when it first creates its CPU client; the
 example scripts call it. An unknown flag makes XLA abort, so it is added only
 for the jaxlib versions it was measured with.

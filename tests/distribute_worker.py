@@ -204,9 +204,10 @@ def make_pretrainer(
             hidden_dim=16, output_dim=8, num_layers=2
         ),
         global_bn=global_bn,
-        objective=objective.replace("_memory", ""),
+        objective=keras_simclr.objectives.get(
+            objective.replace("_memory", ""), **objective_arguments(objective)
+        ),
         num_classes=num_classes,
-        **objective_arguments(objective),
     )
     pretrainer.compile(
         optimizer=keras.optimizers.SGD(

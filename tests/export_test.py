@@ -29,6 +29,7 @@ from keras_simclr.layers import ProjectionHead
 from keras_simclr.layers import SimCLRAugmentation
 from keras_simclr.models import SimCLRPretrainer
 from keras_simclr.models.simclr_classifier import SimCLRClassifier
+from keras_simclr.objectives import BYOL
 from tests.center_crop_reference import official_center_crop
 from tests.export_models import TinyClassifier
 from tests.export_models import Unloadable
@@ -241,8 +242,7 @@ def _export_models(root, arrays):
         ),
         projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
         num_classes=3,
-        objective="byol",
-        prediction_head=PredictionHead(hidden_dim=8),
+        objective=BYOL(prediction_head=PredictionHead(hidden_dim=8)),
     )
     pretrainer.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
     _randomize_batch_norm(pretrainer, seed=2)

@@ -140,7 +140,8 @@ def run_ddp(out):
     import numpy as np
     import torch.distributed as dist
 
-    from keras_simclr import _torch_distributed, distribute
+    from keras_simclr import distribute
+    from keras_simclr.distribute import _torch as _torch_distributed
 
     distribute.initialize_torch_processes()
     assert distribute.process_count() == 2

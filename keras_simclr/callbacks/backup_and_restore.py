@@ -8,6 +8,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_simclr import _keras_compat
 from keras_simclr import distribute
 
 # Backups whose random state is kept: the newest, the previous one (which
@@ -147,26 +148,26 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         """Keras's fallback to the previous backup, done on the files alone."""
         import h5py
 
-        if not os.path.exists(self._weights_path):
+        paths = _keras_compat.backup_paths(self)
+        if not os.path.exists(paths["weights"]):
             return
         try:
-            with h5py.File(self._weights_path, "r") as f:
+            with h5py.File(paths["weights"], "r") as f:
                 f.visititems(
                     lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None
                 )
         except OSError:
-            if not os.path.exists(self._prev_weights_path):
+            if not os.path.exists(paths["previous_weights"]):
                 raise
-            shutil.copy(self._prev_weights_path, self._weights_path)
-            if os.path.exists(self._prev_training_metadata_path):
-                shutil.copy(
-                    self._prev_training_metadata_path, self._training_metadata_path
-                )
-            elif os.path.exists(self._training_metadata_path):
-                os.remove(self._training_metadata_path)
+            shutil.copy(paths["previous_weights"], paths["weights"])
+            if os.path.exists(paths["previous_metadata"]):
+                shutil.copy(paths["previous_metadata"], paths["metadata"])
+            elif os.path.exists(paths["metadata"]):
+                os.remove(paths["metadata"])
 
     def _save_model(self):
-        # Keras calls this for every backup. The random state goes first, so
+        # Keras's private hook (`keras_simclr._keras_compat.INTERNALS`),
+        # called for every backup. The random state goes first, so
         # that no weights file is ever newer than the random state of its
         # step. Only process 0 writes the weights, which all processes share,
         # and only once every process has written its random state.

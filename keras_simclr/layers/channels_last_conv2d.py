@@ -11,8 +11,8 @@ class ChannelsLastConv2D(keras.layers.Conv2D):
     On PyTorch, Keras 3 turns a channels-last image batch into a
     channels-first contiguous copy before every convolution, then copies it
     again into PyTorch's `channels_last` memory format for oneDNN, and the
-    backward pass copies the gradients back the same way: measured, 10% of a
-    ResNet-18 step on 2 CPU cores went to these copies. Yet a channels-last
+    backward pass copies the gradients back the same way (docs/speed.md
+    gives their share of a ResNet-18 step on a CPU). Yet a channels-last
     tensor seen through a `(0, 3, 1, 2)` permutation already *is* an NCHW
     tensor in `channels_last` memory format, so this layer hands that view to
     `torch.nn.functional.conv2d` and permutes the result back, copying
@@ -24,8 +24,7 @@ class ChannelsLastConv2D(keras.layers.Conv2D):
     padding or `"same"` padding that is symmetric (stride 1 and odd
     dilated kernel sizes), as in the ResNets of this library.
 
-    Args:
-        Those of `keras.layers.Conv2D`.
+    It takes the arguments of `keras.layers.Conv2D`.
 
     Example:
 

@@ -1,4 +1,4 @@
-"""The one place that reaches into Keras's private API.
+"""The augmentation layers' base class, and the images' value-range rule.
 
 Keras's own image-augmentation layers run eagerly, inside a compiled model on
 any backend, and inside a `tf.data` pipeline on any backend. They do it through
@@ -8,11 +8,11 @@ the base class `DataLayer`: inside a `tf.data` graph its `__call__` switches
 too. `keras.ops` itself fails inside `tf.data.Dataset.map` on the JAX and torch
 backends.
 
-`DataLayer` is not exported by Keras, so it is imported here alone; the Keras
-version range in `pyproject.toml` is the one this was tested with, and
-`tests/layers/data_layer_test.py` guards it on every backend. So is the
-layer call context (`global_state`'s `"current_call_ctx"`), read to tell a
-call by the user (whose input range is checked) from a call inside a model.
+`DataLayer` is not exported by Keras: it comes from `keras_simclr._keras_compat`,
+the one place that reaches into Keras's private API, as does the layer call
+context, read to tell a call by the user (whose input range is checked) from
+a call inside a model. `tests/keras_compat_test.py` and
+`tests/layers/data_layer_test.py` guard them on every backend.
 
 The images' value-range check lives here too (`check_value_range`, and
 `check_input_range` for the data given to a model): the augmentation layers,
@@ -28,19 +28,10 @@ import threading
 import keras
 import numpy as np
 
+from keras_simclr import _keras_compat
 from keras_simclr import _validation
 
-try:
-    from keras.src.backend.common import global_state
-    from keras.src.layers.preprocessing.data_layer import DataLayer
-except ImportError as error:  # pragma: no cover - depends on the Keras version
-    raise ImportError(
-        "keras_simclr's augmentation layers need Keras's `DataLayer` "
-        "(keras.src.layers.preprocessing.data_layer) and its call context "
-        "(keras.src.backend.common.global_state), present in Keras 3.15. "
-        f"Installed: keras=={keras.__version__}. Install a supported version "
-        "with `pip install 'keras>=3.15,<3.16'`."
-    ) from error
+DataLayer = _keras_compat.data_layer_class()
 
 
 # Values this far outside `value_range`, as a fraction of its width, are
@@ -364,7 +355,7 @@ def is_outermost_call(layer):
     """Whether `layer` is being called by the user (eagerly, or in a
     `tf.data` map), not from inside a model or another layer: then its
     input is what the user gave."""
-    context = global_state.get_global_attribute("current_call_ctx")
+    context = _keras_compat.current_call_context()
     return context is None or context.entry_layer is layer
 
 
@@ -567,7 +558,7 @@ class ImageDataLayer(DataLayer):
             self.generator = keras.random.SeedGenerator(seed)
 
     def _random_seed(self):
-        return self._get_seed_generator(self.backend._backend)
+        return _keras_compat.data_layer_seed(self)
 
     def _uniform(self, shape, minval=0.0, maxval=1.0):
         """Float32 uniform draws in `[minval, maxval)` from the layer's seed."""

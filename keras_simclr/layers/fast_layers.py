@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_simclr import _keras_compat
 from keras_simclr.layers.channels_last_conv2d import ChannelsLastConv2D
 from keras_simclr.layers.fused_batch_normalization import FusedBatchNormalization
 
@@ -68,4 +69,4 @@ def with_fast_layers(model):
 def _is_functional(model):
     # `keras.Model(inputs, outputs)` and its subclasses that keep the
     # functional graph (such as keras_simclr's ResNet).
-    return hasattr(model, "_operations") and hasattr(model, "_run_through_graph")
+    return _keras_compat.is_functional(model)

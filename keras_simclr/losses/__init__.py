@@ -1,14 +1,18 @@
-"""Self-supervised objectives, each as a function and a `keras.losses.Loss`."""
+"""The loss functions of the self-supervised objectives.
+
+Each is a plain function in `keras.ops` that `keras_simclr.objectives`
+calls. The `keras.losses.Loss` classes beside them (`NTXent`, `BYOL`, ...)
+are deprecated: train with `SimCLRPretrainer(objective=...)`, or call the
+function.
+"""
 
 from keras_simclr.losses.barlow_twins import BarlowTwins
 from keras_simclr.losses.barlow_twins import barlow_twins
 from keras_simclr.losses.byol import BYOL
 from keras_simclr.losses.byol import byol
-from keras_simclr.losses.byol import cosine_momentum
 from keras_simclr.losses.distillation import distillation_loss
 from keras_simclr.losses.moco import MoCoInfoNCE
 from keras_simclr.losses.moco import moco_infonce
-from keras_simclr.losses.moco import update_queue
 from keras_simclr.losses.nt_xent import NTXent
 from keras_simclr.losses.nt_xent import contrastive_metrics
 from keras_simclr.losses.nt_xent import nt_xent
@@ -22,3 +26,12 @@ from keras_simclr.losses.unigrad import unigrad_correlation
 from keras_simclr.losses.unigrad import update_correlation
 from keras_simclr.losses.vicreg import VICReg
 from keras_simclr.losses.vicreg import vicreg
+
+
+def __getattr__(name):
+    # Moved to `keras_simclr.objectives`, with the momentum methods.
+    if name in ("cosine_momentum", "update_queue"):
+        from keras_simclr.objectives import momentum
+
+        return getattr(momentum, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

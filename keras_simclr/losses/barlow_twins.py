@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_simclr import _validation
 from keras_simclr import distribute
+from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 # PyTorch's `BatchNorm1d` default, which the official code standardises with.
 _BATCH_NORM_EPSILON = 1e-5
@@ -127,6 +128,10 @@ def barlow_twins(z_a, z_b, lambda_offdiag=5e-3, cross_replica=False):
 class BarlowTwins(keras.losses.Loss):
     """Barlow Twins loss as a `keras.losses.Loss`.
 
+    Deprecated: train with
+    `SimCLRPretrainer(objective=keras_simclr.objectives.BarlowTwins(...))`, or
+    call `keras_simclr.losses.barlow_twins`; constructing it warns.
+
     `y_pred` holds both views' projections stacked on the batch axis,
     `concatenate([z_a, z_b])` of shape `(2N, D)`; `y_true` is ignored. See
     `keras_simclr.losses.barlow_twins` for the formula and its conventions.
@@ -145,6 +150,7 @@ class BarlowTwins(keras.losses.Loss):
     """
 
     def __init__(self, lambda_offdiag=5e-3, name="barlow_twins", **kwargs):
+        warn_deprecated_loss("BarlowTwins", "BarlowTwins", "barlow_twins")
         super().__init__(name=name, reduction=None, **kwargs)
         self.lambda_offdiag = _validation.check_non_negative_number(
             lambda_offdiag, "lambda_offdiag"

@@ -1,13 +1,21 @@
-"""BYOL's regression loss and the cosine schedule of its target momentum."""
-
-import math
+"""BYOL's regression loss."""
 
 import keras
 from keras import ops
 
 from keras_simclr import _validation
+from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 _KEYS = ("prediction", "target")
+
+
+def __getattr__(name):
+    # `cosine_momentum` moved to `keras_simclr.objectives.momentum`.
+    if name == "cosine_momentum":
+        from keras_simclr.objectives.momentum import cosine_momentum
+
+        return cosine_momentum
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _paired_cosines(p, z):
@@ -31,8 +39,6 @@ def _paired_cosines(p, z):
     p_a, p_b = ops.split(p, 2, axis=0)
     z_a, z_b = ops.split(z, 2, axis=0)
     return ops.sum(p_a * z_b, axis=-1), ops.sum(p_b * z_a, axis=-1)
-
-
 
 
 def byol(p, z):
@@ -78,51 +84,13 @@ def byol(p, z):
     return ops.mean(2.0 - 2.0 * cos_ab) + ops.mean(2.0 - 2.0 * cos_ba)
 
 
-def cosine_momentum(step, total_steps, base_momentum=0.996):
-    """BYOL's momentum of the target network at a training step.
-
-    The target weights follow `xi <- tau * xi + (1 - tau) * theta`, with tau
-    rising from `base_momentum` at step 0 to 1 at the last step:
-
-        tau = 1 - (1 - base_momentum) * (cos(pi * step / total_steps) + 1) / 2
-
-    Written in `keras.ops`, so `step` may be a tensor (an optimizer's
-    iteration counter) inside a compiled step. `step` is clipped to
-    `[0, total_steps]`, so training past `total_steps` keeps tau at 1 rather
-    than lowering it again along the cosine (BYOL never gets there).
-
-    Args:
-        step: the current step, a Python number or a scalar tensor.
-        total_steps: positive number, the length of training in steps.
-        base_momentum: the momentum at step 0, in `[0, 1]` (0.996 in BYOL,
-            0.99 for its small-batch runs).
-
-    Returns:
-        A float32 scalar tensor.
-
-    Example:
-
-    ```python
-    tau = keras_simclr.losses.cosine_momentum(
-        optimizer.iterations, total_steps=10_000
-    )
-    ```
-
-    References:
-        - [Grill et al., 2020](https://arxiv.org/abs/2006.07733), BYOL,
-          section 3.2.
-    """
-    total_steps = _validation.check_positive_number(total_steps, "total_steps")
-    base_momentum = _validation.check_probability(base_momentum, "base_momentum")
-    step = ops.clip(ops.cast(step, "float32"), 0.0, total_steps)
-    progress = step / total_steps
-    cosine = (ops.cos(math.pi * progress) + 1.0) / 2.0
-    return 1.0 - (1.0 - base_momentum) * cosine
-
-
 @keras.saving.register_keras_serializable(package="keras_simclr")
 class BYOL(keras.losses.Loss):
     """Regression loss of BYOL as a `keras.losses.Loss`.
+
+    Deprecated: train with
+    `SimCLRPretrainer(objective=keras_simclr.objectives.BYOL(...))`, or
+    call `keras_simclr.losses.byol`; constructing it warns.
 
     `y_pred` is a dict `{"prediction": p, "target": z}`, each `(2N, D)`
     stacking both views on the batch axis (first all first views, then all
@@ -144,6 +112,7 @@ class BYOL(keras.losses.Loss):
     """
 
     def __init__(self, name="byol", **kwargs):
+        warn_deprecated_loss("BYOL", "BYOL", "byol")
         super().__init__(name=name, reduction=None, **kwargs)
 
     def call(self, y_true, y_pred):

@@ -1,14 +1,22 @@
-"""InfoNCE of MoCo v2 against a queue of negatives, and the queue's update."""
+"""InfoNCE of MoCo v2 against a queue of negatives."""
 
 import keras
 from keras import ops
 
 from keras_simclr import _validation
 from keras_simclr._validation import check_matrix
+from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 _KEYS = ("query", "key", "queue")
 
 
+def __getattr__(name):
+    # `update_queue` moved to `keras_simclr.objectives.momentum`.
+    if name == "update_queue":
+        from keras_simclr.objectives.momentum import update_queue
+
+        return update_queue
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def moco_infonce(q, k, queue, temperature=0.2):
@@ -84,75 +92,13 @@ def moco_infonce(q, k, queue, temperature=0.2):
     return ops.mean(ops.logsumexp(logits, axis=1) - logits[:, 0])
 
 
-def update_queue(queue, keys):
-    """Enqueues a batch of keys and drops as many of the oldest (FIFO).
-
-    Returns a new queue rather than writing into one, so that it can run
-    inside a compiled training step (assign the result to the queue
-    variable). The order is newest first:
-
-        new_queue = concatenate([normalize(keys), queue])[:K]
-
-    so rows `0 .. N-1` are this batch's keys in batch order, followed by the
-    previous queue without its last (oldest) `N` rows. The official MoCo
-    code writes the keys into a ring buffer at a moving pointer instead
-    (and requires `N` to divide `K`); once `K / N` updates have replaced
-    the initial queue, the two hold the same keys after every update, in
-    another order, and the loss does not depend on the order of the
-    negatives.
-
-    The keys are L2-normalised (the queue then holds what `moco_infonce`
-    compares the queries with), cast to float32 and given no gradient. Under
-    a `tf.distribute` strategy with several replicas, gather the keys of all
-    replicas first (`keras_simclr.distribute.cross_replica_concat`, as the
-    official `concat_all_gather`), so that every replica enqueues the same
-    keys and the queues stay identical.
-
-    Args:
-        queue: the current queue, shape `(K, D)`.
-        keys: the momentum encoder's keys of this batch, shape `(N, D)`
-            with `N <= K`.
-
-    Returns:
-        The new float32 queue, shape `(K, D)`.
-
-    Example:
-
-    ```python
-    queue = keras.Variable(
-        keras.ops.normalize(keras.random.normal((4096, 128)), axis=-1)
-    )
-    keys = keras.random.normal((256, 128))
-    queue.assign(keras_simclr.losses.update_queue(queue, keys))
-    ```
-    """
-    queue = check_matrix("queue", queue)
-    keys = check_matrix("keys", keys)
-    queue_size = queue.shape[0]
-    if queue_size is None:
-        raise ValueError(
-            "`queue` must have a static size K. "
-            f"Received: queue.shape={tuple(queue.shape)}"
-        )
-    if queue.shape[1] is not None and keys.shape[1] not in (None, queue.shape[1]):
-        raise ValueError(
-            "`keys` must have the queue's dimension D. Received: "
-            f"keys.shape={tuple(keys.shape)}, queue.shape={tuple(queue.shape)}"
-        )
-    if keys.shape[0] is not None and keys.shape[0] > queue_size:
-        raise ValueError(
-            "`keys` must not hold more keys than the queue: N <= K. Received: "
-            f"keys.shape={tuple(keys.shape)}, queue.shape={tuple(queue.shape)}"
-        )
-    keys = ops.normalize(ops.cast(keys, "float32"), axis=-1, epsilon=1e-12)
-    keys = ops.stop_gradient(keys)
-    queue = ops.cast(queue, "float32")
-    return ops.concatenate([keys, queue], axis=0)[:queue_size]
-
-
 @keras.saving.register_keras_serializable(package="keras_simclr")
 class MoCoInfoNCE(keras.losses.Loss):
     """InfoNCE loss of MoCo v2 as a `keras.losses.Loss`.
+
+    Deprecated: train with
+    `SimCLRPretrainer(objective=keras_simclr.objectives.MoCo(...))`, or
+    call `keras_simclr.losses.moco_infonce`; constructing it warns.
 
     `y_pred` is a dict `{"query": q, "key": k, "queue": queue}` of shapes
     `(N, D)`, `(N, D)` and `(K, D)`; `y_true` is ignored. See
@@ -175,6 +121,7 @@ class MoCoInfoNCE(keras.losses.Loss):
     """
 
     def __init__(self, temperature=0.2, name="moco_infonce", **kwargs):
+        warn_deprecated_loss("MoCoInfoNCE", "MoCo", "moco_infonce")
         super().__init__(name=name, reduction=None, **kwargs)
         self.temperature = _validation.check_positive_number(
             temperature, "temperature"

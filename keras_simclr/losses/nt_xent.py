@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_simclr import _validation
 from keras_simclr import distribute
+from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 # Added to a logit to remove it from a softmax. Finite, so that 0 * mask stays
 # 0 (an -inf would give NaN there); in float32, exp(-1e9 + x) is exactly 0.
@@ -177,6 +178,10 @@ def contrastive_metrics(
 class NTXent(keras.losses.Loss):
     """NT-Xent loss of SimCLR as a `keras.losses.Loss`.
 
+    Deprecated: train with
+    `SimCLRPretrainer(objective=keras_simclr.objectives.SimCLR(...))`, or
+    call `keras_simclr.losses.nt_xent`; constructing it warns.
+
     `y_pred` holds both views' projections stacked on the batch axis,
     `concatenate([z_a, z_b])` of shape `(2N, D)`, as the pretraining step sends
     both views through the encoder as one batch; `y_true` is ignored. See
@@ -197,6 +202,7 @@ class NTXent(keras.losses.Loss):
     """
 
     def __init__(self, temperature=0.1, name="nt_xent", **kwargs):
+        warn_deprecated_loss("NTXent", "SimCLR", "nt_xent")
         super().__init__(name=name, reduction=None, **kwargs)
         self.temperature = _validate_temperature(temperature)
 

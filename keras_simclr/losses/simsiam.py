@@ -6,6 +6,7 @@ from keras import ops
 from keras_simclr import _validation
 from keras_simclr.losses.byol import _KEYS
 from keras_simclr.losses.byol import _paired_cosines
+from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 
 def simsiam(p, z):
@@ -56,6 +57,10 @@ def simsiam(p, z):
 class SimSiam(keras.losses.Loss):
     """Loss of SimSiam as a `keras.losses.Loss`.
 
+    Deprecated: train with
+    `SimCLRPretrainer(objective=keras_simclr.objectives.SimSiam(...))`, or
+    call `keras_simclr.losses.simsiam`; constructing it warns.
+
     `y_pred` is a dict `{"prediction": p, "target": z}`, each `(2N, D)`
     stacking both views on the batch axis (first all first views, then all
     second views); `y_true` is ignored. See `keras_simclr.losses.simsiam`
@@ -75,6 +80,7 @@ class SimSiam(keras.losses.Loss):
     """
 
     def __init__(self, name="simsiam", **kwargs):
+        warn_deprecated_loss("SimSiam", "SimSiam", "simsiam")
         super().__init__(name=name, reduction=None, **kwargs)
 
     def call(self, y_true, y_pred):

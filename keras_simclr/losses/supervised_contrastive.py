@@ -7,6 +7,7 @@ from keras_simclr import _validation
 from keras_simclr import distribute
 from keras_simclr.losses.nt_xent import _pair_logits
 from keras_simclr.losses.nt_xent import nt_xent
+from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 
 def _validate_labels(labels, z_a):
@@ -128,6 +129,10 @@ def supervised_contrastive(
 class SupervisedContrastive(keras.losses.Loss):
     """Supervised contrastive loss as a `keras.losses.Loss`.
 
+    Deprecated: train with
+    `SimCLRPretrainer(objective=keras_simclr.objectives.SupCon(...))`, or
+    call `keras_simclr.losses.supervised_contrastive`; constructing it warns.
+
     `y_true` holds the integer labels of the `N` images, shape `(N,)`, or
     `None` (each image its own class: NT-Xent); `y_pred` holds both views'
     projections stacked on the batch axis, `concatenate([z_a, z_b])` of
@@ -150,6 +155,7 @@ class SupervisedContrastive(keras.losses.Loss):
     """
 
     def __init__(self, temperature=0.1, name="supervised_contrastive", **kwargs):
+        warn_deprecated_loss("SupervisedContrastive", "SupCon", "supervised_contrastive")
         super().__init__(name=name, reduction=None, **kwargs)
         self.temperature = _validation.check_positive_number(
             temperature, "temperature"

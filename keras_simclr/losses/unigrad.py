@@ -7,6 +7,7 @@ from keras_simclr import _validation
 from keras_simclr import distribute
 from keras_simclr._validation import check_matrix
 from keras_simclr._validation import check_same_shape
+from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 _KEYS = ("projection", "target", "correlation")
 
@@ -211,6 +212,10 @@ def unigrad(z_a, z_b, target_a, target_b, correlation, lambda_=100.0):
 class UniGrad(keras.losses.Loss):
     """Loss of UniGrad as a `keras.losses.Loss`.
 
+    Deprecated: train with
+    `SimCLRPretrainer(objective=keras_simclr.objectives.UniGrad(...))`, or
+    call `keras_simclr.losses.unigrad`; constructing it warns.
+
     `y_pred` is a dict `{"projection": z, "target": t, "correlation": F}`:
     `z` the online projections and `t` the momentum encoder's, each
     `(2N, D)` stacking both views on the batch axis (first all first views,
@@ -236,6 +241,7 @@ class UniGrad(keras.losses.Loss):
     """
 
     def __init__(self, lambda_=100.0, name="unigrad", **kwargs):
+        warn_deprecated_loss("UniGrad", "UniGrad", "unigrad")
         super().__init__(name=name, reduction=None, **kwargs)
         self.lambda_ = _validation.check_non_negative_number(lambda_, "lambda_")
 

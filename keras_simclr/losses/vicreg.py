@@ -8,6 +8,7 @@ from keras_simclr import _validation
 # Shared with Barlow Twins.
 from keras_simclr.losses.barlow_twins import _gather_branches
 from keras_simclr.losses.barlow_twins import _off_diagonal
+from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 # Added to the variance before the square root, as the official code does:
 # keeps the gradient of the standard deviation finite for a collapsed
@@ -137,6 +138,10 @@ def vicreg(
 class VICReg(keras.losses.Loss):
     """VICReg loss as a `keras.losses.Loss`.
 
+    Deprecated: train with
+    `SimCLRPretrainer(objective=keras_simclr.objectives.VICReg(...))`, or
+    call `keras_simclr.losses.vicreg`; constructing it warns.
+
     `y_pred` holds both views' embeddings stacked on the batch axis,
     `concatenate([z_a, z_b])` of shape `(2N, D)`; `y_true` is ignored. See
     `keras_simclr.losses.vicreg` for the formula and its conventions.
@@ -164,6 +169,7 @@ class VICReg(keras.losses.Loss):
         name="vicreg",
         **kwargs,
     ):
+        warn_deprecated_loss("VICReg", "VICReg", "vicreg")
         super().__init__(name=name, reduction=None, **kwargs)
         (
             self.invariance_weight,

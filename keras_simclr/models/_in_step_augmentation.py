@@ -1,24 +1,19 @@
 """The in-step augmentation, compiled on its own with XLA on TensorFlow.
 
 Keras runs a TensorFlow step without XLA on a CPU (`jit_compile="auto"`
-resolves to False there, and XLA's CPU convolutions are slow: DESIGN
-decision 6). Without XLA, the colour distortion's hundred-odd elementwise
-operations each make a pass over the batch in memory. Compiled with XLA they
+resolves to False there, and XLA's CPU convolutions are slow:
+docs/design.md, decision 6). Without XLA, the colour distortion's
+hundred-odd elementwise operations each make a pass over the batch in
+memory. Compiled with XLA they
 fuse, while the encoder stays on TensorFlow's own (oneDNN) kernels: a
 `tf.function(jit_compile=True)` called inside the step's graph becomes one
-XLA cluster in it.
-
-Measured on 2 Sapphire Rapids cores (TF 2.21, float32), two views of each
-source image as `benchmarks/speed.py --sections=augmentation` makes them:
-8,068 against 12,660 images/s for the `"cifar"` preset (32 px, batch 256),
-99.7 against 141.9 for `"imagenet"` (256 to 224 px, batch 64). At 224 px the
-colour distortion alone went from 178 to 61 ms a view; the crop and the
-blur, matrix products, change little.
+XLA cluster in it (docs/design.md, decision 17). docs/speed.md gives the
+gain, and the machine it was measured on.
 
 Only the library's own augmentation layers take this path: they are written
-to compile with XLA (no `ImageProjectiveTransformV3` and the like, DESIGN
-decision 8), where a user's layer may not be, and an XLA compilation error
-would only surface when the step first runs.
+to compile with XLA (no `ImageProjectiveTransformV3` and the like,
+docs/design.md, decision 8), where a user's layer may not be, and an XLA
+compilation error would only surface when the step first runs.
 """
 
 import keras

@@ -12,6 +12,7 @@ were.
 
 import keras
 
+from keras_simclr import _keras_compat
 from keras_simclr import objectives
 
 # The pretrainer arguments that belonged to objectives, and the order in
@@ -55,7 +56,7 @@ def load(model, store):
     layer's weights by path: its `get` is wrapped to translate the paths.
     """
     objective = model.objective
-    state = objective._trainable_variables + objective._non_trainable_variables
+    state = _keras_compat.own_variables(objective)
     values = [store[str(i)] for i in range(len(store.keys()))]
     if len(values) < len(state):
         raise ValueError(
@@ -76,7 +77,7 @@ def _container_names(layers):
     snake case, numbered from the second of a class."""
     used, names = {}, {}
     for layer in layers:
-        name = keras.src.utils.naming.to_snake_case(type(layer).__name__)
+        name = _keras_compat.to_snake_case(type(layer).__name__)
         if name in used:
             used[name] += 1
             name = f"{name}_{used[name]}"

@@ -12,6 +12,7 @@ import types
 import keras
 import numpy as np
 
+from keras_simclr import _keras_compat
 from keras_simclr import _validation
 from keras_simclr.layers import data_layer
 from keras_simclr.layers.augmentation_pair import AugmentationPair
@@ -383,7 +384,7 @@ def input_shape_of(x):
 
     def batchless(item):
         # A distributed dataset's spec may hold one spec per local replica.
-        item = getattr(item, "_value_specs", [item])[0]
+        item = _keras_compat.per_replica_spec(item)
         shape = item.shape if hasattr(item, "shape") else np.shape(item)
         return (None,) + tuple(shape)[1:]
 

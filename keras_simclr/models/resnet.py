@@ -170,7 +170,7 @@ class ResNet(keras.Model):
     Its convolutions and batch norms are `ChannelsLastConv2D` and
     `FusedBatchNormalization`: Keras's layers, computing the same, without
     the layout copies of the PyTorch backend and with the backend's fused
-    batch-norm kernel (the README's speed section gives the gain).
+    batch-norm kernel (docs/speed.md gives the gain).
 
     One deliberate difference from the official code: a basic-block network
     (depth 18 or 34) uses a projection shortcut only where the shape changes,

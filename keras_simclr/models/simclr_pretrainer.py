@@ -9,7 +9,7 @@ from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
 from keras_simclr import cpu_defaults
 from keras_simclr import distribute
-from keras_simclr import objectives
+from keras_simclr.objectives import _arguments as objective_arguments
 from keras_simclr.layers import data_layer
 from keras_simclr.layers.projection_head import ProjectionHead
 from keras_simclr.layers.augmentation_pair import AugmentationPair
@@ -93,25 +93,17 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         projection_head: a layer from features to projections; default
             `ProjectionHead(hidden_dim=None, output_dim=128, num_layers=2)`
             (SimCLR v1).
+        objective: what to minimise on the two views' outputs, and the
+            one place its method is configured: a
+            `keras_simclr.objectives.Objective` (the library's, one class
+            per method, such as `SimCLR(temperature=0.5)` or
+            `MoCo(queue_size=4096)`, or one of your own), or the key of one
+            of the library's at its defaults
+            (`keras_simclr.objectives.OBJECTIVES`; default `"simclr"`,
+            NT-Xent). Each objective's class documents its arguments, its
+            loss, its networks and its state.
         num_classes: number of classes of the online linear probe; `None`
             for no probe.
-        objective: what to minimise on the two views' outputs: a
-            `keras_simclr.objectives.Objective` (the library's, one class per
-            method, or one of your own), or the key of one of the library's
-            (`keras_simclr.objectives.OBJECTIVES`; default `"simclr"`, NT-Xent),
-            made with `objective_config` and the arguments below. Each
-            objective's class documents its loss, its networks and its state.
-        objective_config: with an objective key, a dict of keyword
-            arguments of its class, e.g. `{"lambda_offdiag": 5e-3}` for
-            barlow_twins, `{"lambda_": 100.0, "rho": 0.99}` for unigrad.
-        temperature, prediction_head, momentum, momentum_schedule_steps,
-            queue_size, memory_queue: with an objective key, the arguments
-            of that objective's class of the same name (e.g.
-            `objective="simclr", temperature=0.5, memory_queue=True` for
-            SimCLR v2's memory of negatives). One that the objective does
-            not take is refused with a `ValueError` that names the
-            objectives taking it. With an objective instance, set them on
-            the instance.
         global_bn: whether batch norm in the encoder and the head uses the
             statistics of the global batch when training on several
             replicas (the official `global_bn`; SimCLR's Section 3 explains
@@ -120,7 +112,17 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             on for the duration of `fit()` only, never saved with the model;
             under the JAX distribution API the statistics are always global.
             It changes nothing on one device.
-        **kwargs: passed to `keras.Model` (name, dtype, ...).
+        **kwargs: passed to `keras.Model` (name, dtype, ...). Deprecated,
+            and kept for one release with a `DeprecationWarning`: the
+            objective's arguments given to the pretrainer, `temperature`,
+            `prediction_head`, `momentum`, `momentum_schedule_steps`,
+            `queue_size` and `memory_queue` with an objective key, or as a
+            dict `objective_config`; they build the objective of that key
+            (`objective="moco", temperature=0.2` is
+            `objective=MoCo(temperature=0.2)`). Arguments after
+            `projection_head` given by position are read in the order of
+            earlier releases (`temperature`, `num_classes`, `objective`,
+            ...).
 
     Several devices: build and compile the model under a
     `tf.distribute` strategy's `scope()` (TensorFlow backend) or after
@@ -162,18 +164,33 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         encoder,
         augmentation=None,
         projection_head=None,
-        temperature=None,
-        num_classes=None,
+        *args,
         objective="simclr",
-        objective_config=None,
-        prediction_head=None,
-        momentum=None,
-        momentum_schedule_steps=None,
-        queue_size=None,
-        memory_queue=None,
+        num_classes=None,
         global_bn=True,
         **kwargs,
     ):
+        if args:
+            # The order of earlier releases, where the objective's arguments
+            # were the pretrainer's.
+            given = _positional_arguments(
+                args,
+                {"objective": objective, "num_classes": num_classes,
+                 "global_bn": global_bn},
+                kwargs,
+            )
+            objective = given.pop("objective", objective)
+            num_classes = given.pop("num_classes", num_classes)
+            global_bn = given.pop("global_bn", global_bn)
+            kwargs.update(given)
+        objective = objective_arguments.objective_from_pretrainer_arguments(
+            objective,
+            kwargs.pop("objective_config", None),
+            {
+                name: kwargs.pop(name, None)
+                for name in objective_arguments.DEPRECATED_ARGUMENTS
+            },
+        )
         super().__init__(**kwargs)
         _validation.check_layer(
             encoder, "encoder",
@@ -191,16 +208,6 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             num_classes, "num_classes", allow_none=True
         )
         self.global_bn = _validation.check_bool(global_bn, "global_bn")
-        objective = _make_objective(
-            objective,
-            objective_config,
-            temperature=temperature,
-            prediction_head=prediction_head,
-            momentum=momentum,
-            momentum_schedule_steps=momentum_schedule_steps,
-            queue_size=queue_size,
-            memory_queue=memory_queue,
-        )
         # Attribute order sets the order of the trainable variables (and so
         # of the optimizer's): encoder, head, the objective's, probe.
         self.encoder = encoder
@@ -282,7 +289,8 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         On TensorFlow, in a step that is not compiled with XLA as a whole
         (Keras's default on a CPU), the library's augmentation layers run
         as one XLA cluster inside the step, which fuses their elementwise
-        operations: 1.6x faster at 32 px, 1.4x at 224 px on a CPU.
+        operations (docs/design.md, decision 17; docs/speed.md gives the
+        gain on a CPU).
         """
         if self.augmentation is None:
             return images, images
@@ -606,28 +614,37 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         super().load_own_variables(store)
 
 
-def _make_objective(objective, objective_config, **arguments):
-    """The objective from an instance, or from a key and its arguments."""
-    if objective_config is not None and not isinstance(objective_config, dict):
-        raise ValueError(
-            "`objective_config` must be a dict of keyword arguments of the "
-            f"objective, or None. Received: objective_config={objective_config!r}"
+# The positional order of earlier releases, after `projection_head`.
+_POSITIONAL_ARGUMENTS = (
+    "temperature",
+    "num_classes",
+    "objective",
+    "objective_config",
+    "prediction_head",
+    "momentum",
+    "momentum_schedule_steps",
+    "queue_size",
+    "memory_queue",
+    "global_bn",
+)
+_DEFAULTS = {"objective": "simclr", "num_classes": None, "global_bn": True}
+
+
+def _positional_arguments(args, keyword_only, kwargs):
+    """The arguments after `projection_head` given by position, by name."""
+    if len(args) > len(_POSITIONAL_ARGUMENTS):
+        raise TypeError(
+            "SimCLRPretrainer takes at most "
+            f"{3 + len(_POSITIONAL_ARGUMENTS)} positional arguments; pass "
+            "them by keyword. Received: "
+            f"{3 + len(args)} positional arguments"
         )
-    given = {name: value for name, value in arguments.items() if value is not None}
-    if isinstance(objective, objectives.Objective):
-        if objective_config:
-            raise ValueError(
-                "`objective_config` applies to an objective given by its key; "
-                "set the arguments on the objective instance. Received: "
-                f"objective_config={objective_config!r}"
+    named = dict(zip(_POSITIONAL_ARGUMENTS, args))
+    for name in named:
+        if name in kwargs or (
+            name in keyword_only and keyword_only[name] is not _DEFAULTS[name]
+        ):
+            raise TypeError(
+                f"SimCLRPretrainer got `{name}` both by position and by keyword."
             )
-        return objectives.get(objective, **given)
-    both = sorted(set(given) & set(objective_config or {}))
-    if both:
-        raise ValueError(
-            f"{both} given both as arguments and in `objective_config`; give "
-            f"each once. Received: objective_config={objective_config!r}"
-        )
-    return objectives.get(objective, **(objective_config or {}), **given)
-
-
+    return named

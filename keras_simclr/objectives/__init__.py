@@ -11,61 +11,60 @@
 | `VICReg` ("vicreg") | | | |
 | `UniGrad` ("unigrad") | | momentum copy | running target correlation |
 
-Write your own by subclassing `Objective` (see its docstring).
+An objective is configured in one place, its constructor:
+`SimCLRPretrainer(encoder, augmentation, objective=MoCo(temperature=0.2))`,
+or `objective="moco"` for its defaults.
+
+Write your own by subclassing `Objective` (see its docstring); it is then
+passed as an instance and needs no registration.
+
+Adding an objective to the library:
+
+1. its loss, a plain function in `keras.ops`, in
+   `keras_simclr/losses/<method>.py`, with a test against a reference in
+   `tests/losses/`;
+2. its class in `keras_simclr/objectives/<method>.py`: subclass
+   `SimilarityTrackingObjective` (or `MomentumObjective` for a momentum
+   target, adding `QueueMixin` for a queue of keys, `PredictionMixin` for a
+   prediction head), set `key` and `loss_metric_name`, call the loss
+   function in `compute_loss` and return `self.record(loss, outputs)`, and
+   give every constructor argument back in `get_config`;
+3. one line in the registry below (its class in `OBJECTIVES`' tuple, and
+   its import), which makes `objective="<key>"` and the example's
+   `--objective=<key>` know it;
+4. a test in `tests/objectives/`; the pretrainer tests of
+   `tests/models/objectives_test.py` run every registered objective.
 """
 
-import inspect
-
+from keras_simclr.objectives._arguments import arguments
+from keras_simclr.objectives._arguments import check_arguments
+from keras_simclr.objectives._arguments import users_of
 from keras_simclr.objectives.barlow_twins import BarlowTwins
 from keras_simclr.objectives.base import NonContrastiveObjective
 from keras_simclr.objectives.base import Objective
+from keras_simclr.objectives.base import SimilarityTrackingObjective
 from keras_simclr.objectives.byol import BYOL
 from keras_simclr.objectives.moco import MoCo
 from keras_simclr.objectives.momentum import MomentumObjective
+from keras_simclr.objectives.momentum import cosine_momentum
+from keras_simclr.objectives.momentum import update_queue
 from keras_simclr.objectives.simclr import SimCLR
 from keras_simclr.objectives.simsiam import SimSiam
 from keras_simclr.objectives.supcon import SupCon
 from keras_simclr.objectives.unigrad import UniGrad
 from keras_simclr.objectives.vicreg import VICReg
 
+# The registry: the objectives known by their key.
 OBJECTIVES = {
     cls.key: cls
     for cls in (SimCLR, SupCon, MoCo, BYOL, SimSiam, BarlowTwins, VICReg, UniGrad)
 }
 
 
-def arguments(cls):
-    """The constructor arguments of an objective class, with defaults."""
-    return {
-        name: parameter.default
-        for name, parameter in inspect.signature(cls.__init__).parameters.items()
-        if name != "self"
-        and parameter.kind
-        not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
-    }
-
-
-def users_of(argument):
-    """Who takes `argument`, in words: "moco, byol, unigrad and simclr with
-    memory_queue=True"; "" for no one."""
-    plain, conditional = [], []
-    for key, cls in OBJECTIVES.items():
-        if argument not in arguments(cls):
-            continue
-        condition = getattr(cls, "conditional_arguments", {}).get(argument)
-        if condition:
-            conditional.append(f"{key} with {condition}=True")
-        else:
-            plain.append(key)
-    names = plain + conditional
-    if len(names) <= 1:
-        return "".join(names)
-    return ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def get(identifier, **kwargs):
-    """An objective from its key (`"byol"`) and keyword arguments, or an
-    `Objective` instance as it is (then no keyword argument may be given).
+    """An objective from its key (`"byol"`) or class and keyword arguments
+    of its constructor, or an `Objective` instance as it is (then no keyword
+    argument may be given).
 
     An argument the objective does not take is refused with a `ValueError`
     that names the objectives taking it.
@@ -89,25 +88,13 @@ def get(identifier, **kwargs):
             "keras_simclr.objectives.Objective. Received: "
             f"objective={identifier!r}"
         )
-    accepted = arguments(cls)
-    for name, value in kwargs.items():
-        if name not in accepted and not users_of(name):
-            raise ValueError(
-                f"`objective_config` has arguments that objective="
-                f"'{cls.objective_key()}' does not take: {[name]}. It takes "
-                f"{sorted(accepted) or 'none'}. Received: {name}={value!r}"
-            )
-        if name not in accepted:
-            raise ValueError(
-                f"`{name}` is not used by objective='{cls.objective_key()}'; "
-                "it applies to "
-                f"{users_of(name)}. Leave it unset. Received: {name}={value!r}"
-            )
+    check_arguments(cls, kwargs)
     return cls(**kwargs)
 
 
 __all__ = [
     "Objective",
+    "SimilarityTrackingObjective",
     "NonContrastiveObjective",
     "MomentumObjective",
     "SimCLR",
@@ -118,5 +105,8 @@ __all__ = [
     "BarlowTwins",
     "VICReg",
     "UniGrad",
+    "OBJECTIVES",
+    "cosine_momentum",
     "get",
+    "update_queue",
 ]

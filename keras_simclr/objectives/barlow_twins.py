@@ -5,11 +5,11 @@ import keras
 
 from keras_simclr import _validation
 from keras_simclr.losses.barlow_twins import barlow_twins
-from keras_simclr.objectives.base import NonContrastiveObjective
+from keras_simclr.objectives.base import SimilarityTrackingObjective
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr.objectives")
-class BarlowTwins(NonContrastiveObjective):
+class BarlowTwins(SimilarityTrackingObjective):
     """Barlow Twins, as its Algorithm 1: each branch's projections are
     standardised over the global batch, `C` is their `(D, D)`
     cross-correlation, and
@@ -31,6 +31,7 @@ class BarlowTwins(NonContrastiveObjective):
     """
 
     key = "barlow_twins"
+    loss_metric_name = "barlow_twins_loss"
 
     def __init__(self, lambda_offdiag=5e-3, **kwargs):
         super().__init__(**kwargs)

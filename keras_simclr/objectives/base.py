@@ -30,17 +30,20 @@ logs.
 import keras
 from keras import ops
 
+from keras_simclr import _keras_compat
+
 
 class Objective(keras.layers.Layer):
     """Base class of the objectives a `SimCLRPretrainer` minimises.
 
     Subclasses set `key` (the name `SimCLRPretrainer(objective=...)` knows
-    them by; the snake-case class name by default), `needs_labels` when the
-    loss takes the images' labels, and implement `compute_loss`. Give
-    every constructor argument back in `get_config`.
+    them by; the snake-case class name by default), `loss_metric_name` (the
+    loss metric's name in `fit()`'s logs; `"<key>_loss"` by default),
+    `needs_labels` when the loss takes the images' labels, and implement
+    `compute_loss`. Give every constructor argument back in `get_config`.
 
-    Example (the README's "Your own objective" gives it whole, with the
-    alignment and uniformity losses of Wang & Isola, 2020):
+    Example (docs/objectives.md, "Your own objective", gives it whole, with
+    the alignment and uniformity losses of Wang & Isola, 2020):
 
     ```python
     @keras.saving.register_keras_serializable(package="my_objectives")
@@ -59,6 +62,9 @@ class Objective(keras.layers.Layer):
 
     key = None
     needs_labels = False
+    # The name of the loss metric in `fit()`'s logs; `None` for
+    # `"<key>_loss"`.
+    loss_metric_name = None
 
     def __init__(self, **kwargs):
         kwargs.setdefault("name", self.objective_key())
@@ -66,8 +72,13 @@ class Objective(keras.layers.Layer):
         self._attached = False
 
     @classmethod
+    def loss_metric(cls):
+        """The name of the objective's loss metric in `fit()`'s logs."""
+        return cls.loss_metric_name or f"{cls.objective_key()}_loss"
+
+    @classmethod
     def objective_key(cls):
-        return cls.key or keras.src.utils.naming.to_snake_case(cls.__name__)
+        return cls.key or _keras_compat.to_snake_case(cls.__name__)
 
     # === Hooks the pretrainer calls ===
 
@@ -158,17 +169,20 @@ class Objective(keras.layers.Layer):
         return ops.cast(ops.shape(tensor)[0], "float32")
 
 
-class NonContrastiveObjective(Objective):
-    """An objective that logs its loss as `<key>_loss` and the mean cosine
-    between the projections of an image's two views as
+class SimilarityTrackingObjective(Objective):
+    """An objective that logs its loss as `loss_metric_name` and the mean
+    cosine between the projections of an image's two views as
     `positive_similarity`: what every objective pulls up, and the number to
     watch for UniGrad, whose surrogate loss is not itself minimised (UniGrad
     overrides `record` to log its official code's similarity, each view's
-    online projection against the other view's target)."""
+    online projection against the other view's target).
+
+    Subclasses return `self.record(loss, outputs)` from `compute_loss`.
+    """
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.loss_tracker = keras.metrics.Mean(name=f"{self.objective_key()}_loss")
+        self.loss_tracker = keras.metrics.Mean(name=self.loss_metric())
         self.positive_similarity_tracker = keras.metrics.Mean(
             name="positive_similarity"
         )
@@ -185,3 +199,7 @@ class NonContrastiveObjective(Objective):
             ops.mean(cosine), sample_weight=weight
         )
         return loss
+
+
+# The name of earlier releases.
+NonContrastiveObjective = SimilarityTrackingObjective

@@ -45,6 +45,7 @@ class BYOL(PredictionMixin, MomentumObjective):
     """
 
     key = "byol"
+    loss_metric_name = "byol_loss"
     default_predictor_dim = 4096
     # BYOL's code moves the target after the step, with that step's tau.
     momentum_schedule_lag = 1

@@ -38,6 +38,7 @@ class MoCo(QueueMixin, MomentumObjective):
     """
 
     key = "moco"
+    loss_metric_name = "moco_loss"
 
     def __init__(
         self,

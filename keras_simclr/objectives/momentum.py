@@ -1,5 +1,6 @@
 """What momentum methods share: a target network moved by an exponential
-moving average of the online one, and a queue of its keys.
+moving average of the online one, and a queue of its keys; and the two
+functions they are made of, `cosine_momentum` and `update_queue`.
 
 MoCo, BYOL, UniGrad and SimCLR v2's memory keep a copy of the encoder and
 the projection head, the *target*, that the optimizer never touches; before
@@ -13,15 +14,15 @@ gradient.
 """
 
 import copy
+import math
 
 import keras
 from keras import ops
 
 from keras_simclr import _validation
 from keras_simclr import distribute
-from keras_simclr.losses.byol import cosine_momentum
-from keras_simclr.losses.moco import update_queue
-from keras_simclr.objectives.base import NonContrastiveObjective
+from keras_simclr._validation import check_matrix
+from keras_simclr.objectives.base import SimilarityTrackingObjective
 
 
 class _Untracked:
@@ -210,9 +211,9 @@ class QueueMixin:
         )
 
 
-class MomentumObjective(MomentumMixin, NonContrastiveObjective):
+class MomentumObjective(MomentumMixin, SimilarityTrackingObjective):
     """Base of the momentum methods other than SimCLR's memory (MoCo, BYOL,
-    UniGrad): a target network, `<key>_loss` and `positive_similarity`."""
+    UniGrad): a target network, the loss metric and `positive_similarity`."""
 
     default_momentum = 0.996
 
@@ -225,3 +226,114 @@ class MomentumObjective(MomentumMixin, NonContrastiveObjective):
 
     def get_config(self):
         return {**super().get_config(), **self._momentum_config()}
+
+
+# === Utilities ===
+
+
+def cosine_momentum(step, total_steps, base_momentum=0.996):
+    """BYOL's momentum of the target network at a training step.
+
+    The target weights follow `xi <- tau * xi + (1 - tau) * theta`, with tau
+    rising from `base_momentum` at step 0 to 1 at the last step:
+
+        tau = 1 - (1 - base_momentum) * (cos(pi * step / total_steps) + 1) / 2
+
+    Written in `keras.ops`, so `step` may be a tensor (an optimizer's
+    iteration counter) inside a compiled step. `step` is clipped to
+    `[0, total_steps]`, so training past `total_steps` keeps tau at 1 rather
+    than lowering it again along the cosine (BYOL never gets there).
+
+    Args:
+        step: the current step, a Python number or a scalar tensor.
+        total_steps: positive number, the length of training in steps.
+        base_momentum: the momentum at step 0, in `[0, 1]` (0.996 in BYOL,
+            0.99 for its small-batch runs).
+
+    Returns:
+        A float32 scalar tensor.
+
+    Example:
+
+    ```python
+    tau = keras_simclr.objectives.cosine_momentum(
+        optimizer.iterations, total_steps=10_000
+    )
+    ```
+
+    References:
+        - [Grill et al., 2020](https://arxiv.org/abs/2006.07733), BYOL,
+          section 3.2.
+    """
+    total_steps = _validation.check_positive_number(total_steps, "total_steps")
+    base_momentum = _validation.check_probability(base_momentum, "base_momentum")
+    step = ops.clip(ops.cast(step, "float32"), 0.0, total_steps)
+    progress = step / total_steps
+    cosine = (ops.cos(math.pi * progress) + 1.0) / 2.0
+    return 1.0 - (1.0 - base_momentum) * cosine
+
+
+def update_queue(queue, keys):
+    """Enqueues a batch of keys and drops as many of the oldest (FIFO).
+
+    Returns a new queue rather than writing into one, so that it can run
+    inside a compiled training step (assign the result to the queue
+    variable). The order is newest first:
+
+        new_queue = concatenate([normalize(keys), queue])[:K]
+
+    so rows `0 .. N-1` are this batch's keys in batch order, followed by the
+    previous queue without its last (oldest) `N` rows. The official MoCo
+    code writes the keys into a ring buffer at a moving pointer instead
+    (and requires `N` to divide `K`); once `K / N` updates have replaced
+    the initial queue, the two hold the same keys after every update, in
+    another order, and the loss does not depend on the order of the
+    negatives.
+
+    The keys are L2-normalised (the queue then holds what `moco_infonce`
+    compares the queries with), cast to float32 and given no gradient. Under
+    a `tf.distribute` strategy with several replicas, gather the keys of all
+    replicas first (`keras_simclr.distribute.cross_replica_concat`, as the
+    official `concat_all_gather`), so that every replica enqueues the same
+    keys and the queues stay identical.
+
+    Args:
+        queue: the current queue, shape `(K, D)`.
+        keys: the momentum encoder's keys of this batch, shape `(N, D)`
+            with `N <= K`.
+
+    Returns:
+        The new float32 queue, shape `(K, D)`.
+
+    Example:
+
+    ```python
+    queue = keras.Variable(
+        keras.ops.normalize(keras.random.normal((4096, 128)), axis=-1)
+    )
+    keys = keras.random.normal((256, 128))
+    queue.assign(keras_simclr.objectives.update_queue(queue, keys))
+    ```
+    """
+    queue = check_matrix("queue", queue)
+    keys = check_matrix("keys", keys)
+    queue_size = queue.shape[0]
+    if queue_size is None:
+        raise ValueError(
+            "`queue` must have a static size K. "
+            f"Received: queue.shape={tuple(queue.shape)}"
+        )
+    if queue.shape[1] is not None and keys.shape[1] not in (None, queue.shape[1]):
+        raise ValueError(
+            "`keys` must have the queue's dimension D. Received: "
+            f"keys.shape={tuple(keys.shape)}, queue.shape={tuple(queue.shape)}"
+        )
+    if keys.shape[0] is not None and keys.shape[0] > queue_size:
+        raise ValueError(
+            "`keys` must not hold more keys than the queue: N <= K. Received: "
+            f"keys.shape={tuple(keys.shape)}, queue.shape={tuple(queue.shape)}"
+        )
+    keys = ops.normalize(ops.cast(keys, "float32"), axis=-1, epsilon=1e-12)
+    keys = ops.stop_gradient(keys)
+    queue = ops.cast(queue, "float32")
+    return ops.concatenate([keys, queue], axis=0)[:queue_size]

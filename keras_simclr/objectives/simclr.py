@@ -57,6 +57,7 @@ class SimCLR(MomentumMixin, QueueMixin, Objective):
     """
 
     key = "simclr"
+    loss_metric_name = "contrastive_loss"
     # Arguments that apply only with the memory (for error messages).
     conditional_arguments = {
         "queue_size": "memory_queue",
@@ -100,7 +101,7 @@ class SimCLR(MomentumMixin, QueueMixin, Objective):
         self._init_momentum(momentum, momentum_schedule_steps, 0.996)
         if not self.memory_queue:
             self.momentum = None
-        self.contrastive_loss_tracker = keras.metrics.Mean(name="contrastive_loss")
+        self.contrastive_loss_tracker = keras.metrics.Mean(name=self.loss_metric())
         self.contrastive_accuracy_tracker = keras.metrics.Mean(
             name="contrastive_accuracy"
         )

@@ -5,11 +5,11 @@ import keras
 
 from keras_simclr.losses.simsiam import simsiam
 from keras_simclr.objectives._prediction import PredictionMixin
-from keras_simclr.objectives.base import NonContrastiveObjective
+from keras_simclr.objectives.base import SimilarityTrackingObjective
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr.objectives")
-class SimSiam(PredictionMixin, NonContrastiveObjective):
+class SimSiam(PredictionMixin, SimilarityTrackingObjective):
     """SimSiam, as its Algorithm 1: the prediction `p` of each view
     regresses onto the projection `z` of the other, with the gradient
     stopped on `z`:
@@ -28,6 +28,7 @@ class SimSiam(PredictionMixin, NonContrastiveObjective):
     """
 
     key = "simsiam"
+    loss_metric_name = "simsiam_loss"
     default_predictor_dim = 512
 
     def __init__(self, prediction_head=None, **kwargs):

@@ -4,11 +4,11 @@ import keras
 
 from keras_simclr import _validation
 from keras_simclr.losses.supervised_contrastive import supervised_contrastive
-from keras_simclr.objectives.base import NonContrastiveObjective
+from keras_simclr.objectives.base import SimilarityTrackingObjective
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr.objectives")
-class SupCon(NonContrastiveObjective):
+class SupCon(SimilarityTrackingObjective):
     """SupCon: every view of the anchor's class is a positive.
 
     NT-Xent with labels: for anchor `i` among the `2N` views of the global
@@ -28,6 +28,7 @@ class SupCon(NonContrastiveObjective):
     """
 
     key = "supcon"
+    loss_metric_name = "supcon_loss"
     needs_labels = True
 
     def __init__(self, temperature=None, **kwargs):

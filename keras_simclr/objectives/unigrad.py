@@ -46,6 +46,7 @@ class UniGrad(MomentumObjective):
     """
 
     key = "unigrad"
+    loss_metric_name = "unigrad_loss"
 
     def __init__(
         self,

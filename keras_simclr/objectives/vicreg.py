@@ -4,11 +4,11 @@ import keras
 
 from keras_simclr import _validation
 from keras_simclr.losses.vicreg import vicreg
-from keras_simclr.objectives.base import NonContrastiveObjective
+from keras_simclr.objectives.base import SimilarityTrackingObjective
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr.objectives")
-class VICReg(NonContrastiveObjective):
+class VICReg(SimilarityTrackingObjective):
     """VICReg, as its Algorithm 1 (eq. 6):
 
         L = invariance_weight * mse(z_a, z_b)
@@ -20,14 +20,16 @@ class VICReg(NonContrastiveObjective):
     (`keras_simclr.losses.vicreg`).
 
     Args:
-        invariance_weight, variance_weight, covariance_weight: the paper's
-            25, 25 and 1.
+        invariance_weight: weight of the invariance term (the paper's 25).
+        variance_weight: weight of the variance term (the paper's 25).
+        covariance_weight: weight of the covariance term (the paper's 1).
 
     References:
         - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906).
     """
 
     key = "vicreg"
+    loss_metric_name = "vicreg_loss"
 
     def __init__(
         self,

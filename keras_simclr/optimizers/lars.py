@@ -6,6 +6,7 @@ import re
 import keras
 from keras import ops
 
+from keras_simclr import _keras_compat
 from keras_simclr import _validation
 
 # Matched with `re.search` against `variable.path`, anchored on the last path
@@ -265,7 +266,8 @@ class LARS(keras.optimizers.Optimizer):
         )
 
     def _apply_weight_decay(self, variables):
-        # The base class would apply `self.weight_decay` again, decoupled,
+        # Keras's private hook (`keras_simclr._keras_compat.INTERNALS`): the
+        # base class would apply `self.weight_decay` again, decoupled,
         # after the update; LARS adds it to the gradient in `update_step`.
         return
 
@@ -281,7 +283,7 @@ class LARS(keras.optimizers.Optimizer):
         )
 
     def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
+        index = _keras_compat.variable_index(self, variable)
         velocity = self.momentums[index]
         dtype = variable.dtype
         learning_rate = ops.cast(learning_rate, dtype)

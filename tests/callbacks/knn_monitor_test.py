@@ -10,6 +10,7 @@ from keras_simclr.callbacks.knn_monitor import KNNMonitor
 from keras_simclr.evaluation import knn_accuracy
 from keras_simclr.layers import ProjectionHead
 from keras_simclr.models import SimCLRPretrainer
+from keras_simclr.objectives import SimCLR
 
 NUM_CLASSES = 6
 
@@ -37,7 +38,7 @@ def make_pretrainer():
         encoder=tiny_encoder(),
         augmentation=keras.layers.Identity(),
         projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
-        temperature=0.5,
+        objective=SimCLR(temperature=0.5),
     )
     pretrainer.compile(optimizer=keras.optimizers.SGD(0.1))
     return pretrainer

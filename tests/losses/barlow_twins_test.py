@@ -9,6 +9,12 @@ from keras_simclr.losses.barlow_twins import barlow_twins
 from tests.testing import gradient
 from tests.testing import run_serialization_test
 
+# The loss classes are deprecated (deprecated_classes_test.py); they still
+# compute what they did.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:keras_simclr.losses.*deprecated:DeprecationWarning"
+)
+
 EPSILON = 1e-5
 BACKEND = keras.backend.backend()
 

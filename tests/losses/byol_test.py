@@ -4,14 +4,14 @@ from keras import ops
 
 from keras_simclr.losses.byol import BYOL
 from keras_simclr.losses.byol import byol
-from keras_simclr.losses.byol import cosine_momentum
 from tests.testing import backend_gradients
-from tests.testing import compiled
 from tests.testing import run_serialization_test
 
-
-
-
+# The loss classes are deprecated (deprecated_classes_test.py); they still
+# compute what they did.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:keras_simclr.losses.*deprecated:DeprecationWarning"
+)
 
 
 def normalize(x):
@@ -97,39 +97,6 @@ def test_low_precision_inputs_are_computed_in_float32(dtype):
     # would be off by 1e-3 or more.
     rounded = [ops.convert_to_numpy(ops.cast(x, "float32")) for x in low]
     np.testing.assert_allclose(actual, reference_byol(*rounded), rtol=1e-6)
-
-
-def test_cosine_momentum_endpoints_and_midpoint():
-    base = 0.996
-    for step, expected in [(0, base), (500, 1 - (1 - base) / 2), (1000, 1.0)]:
-        tau = cosine_momentum(step, 1000, base)
-        assert ops.convert_to_numpy(tau).dtype == np.float32
-        np.testing.assert_allclose(ops.convert_to_numpy(tau), expected, rtol=1e-7)
-    # Past the end the momentum stays at 1.
-    np.testing.assert_allclose(ops.convert_to_numpy(cosine_momentum(1500, 1000)), 1.0)
-
-
-def test_cosine_momentum_with_tensor_steps_in_a_compiled_step():
-    total, base = 37, 0.99
-    schedule = compiled(lambda step: cosine_momentum(step, total, base))
-    for step in range(total + 1):
-        expected = 1 - (1 - base) * (np.cos(np.pi * step / total) + 1) / 2
-        actual = schedule(ops.convert_to_tensor(step, "int32"))
-        np.testing.assert_allclose(ops.convert_to_numpy(actual), expected, rtol=1e-6)
-
-
-@pytest.mark.parametrize(
-    "argument, kwargs",
-    [
-        ("total_steps", {"total_steps": 0}),
-        ("total_steps", {"total_steps": None}),
-        ("base_momentum", {"total_steps": 10, "base_momentum": 1.5}),
-        ("base_momentum", {"total_steps": 10, "base_momentum": -0.1}),
-    ],
-)
-def test_cosine_momentum_rejects_bad_arguments(argument, kwargs):
-    with pytest.raises(ValueError, match=argument):
-        cosine_momentum(0, **kwargs)
 
 
 def test_loss_class_config_round_trip():

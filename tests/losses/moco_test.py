@@ -1,19 +1,17 @@
-import collections
-
 import numpy as np
 import pytest
 from keras import ops
 
 from keras_simclr.losses.moco import MoCoInfoNCE
 from keras_simclr.losses.moco import moco_infonce
-from keras_simclr.losses.moco import update_queue
 from tests.testing import backend_gradients
-from tests.testing import compiled
 from tests.testing import run_serialization_test
 
-
-
-
+# The loss classes are deprecated (deprecated_classes_test.py); they still
+# compute what they did.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:keras_simclr.losses.*deprecated:DeprecationWarning"
+)
 
 
 def normalize(x):
@@ -141,66 +139,6 @@ def test_low_precision_inputs_are_computed_in_float32(dtype):
     # would be off by 1e-3 or more.
     rounded = [ops.convert_to_numpy(ops.cast(x, "float32")) for x in low]
     np.testing.assert_allclose(actual, reference_moco(*rounded, 0.1), rtol=1e-6)
-
-
-def test_update_queue_is_fifo_newest_first():
-    rng = np.random.default_rng(5)
-    queue_size, n, dim = 6, 2, 3
-    queue = normalize(rng.normal(size=(queue_size, dim)))
-    expected = collections.deque(queue, maxlen=queue_size)
-    current = queue.astype("float32")
-    step = compiled(update_queue)
-    for _ in range(5):
-        keys = rng.normal(size=(n, dim)).astype("float32")
-        current = ops.convert_to_numpy(step(current, keys))
-        # deque.appendleft drops from the right once full: newest first.
-        for key in normalize(keys)[::-1]:
-            expected.appendleft(key)
-        assert current.shape == (queue_size, dim)
-        assert current.dtype == np.float32
-        np.testing.assert_allclose(current, np.array(expected), rtol=1e-6, atol=1e-7)
-
-
-def test_update_queue_holds_the_same_keys_as_the_official_ring_buffer():
-    # Once K / N updates have replaced the initial queue, the official ring
-    # buffer (keys written at a moving pointer) holds the same keys.
-    rng = np.random.default_rng(6)
-    queue_size, n, dim = 8, 4, 3
-    queue = normalize(rng.normal(size=(queue_size, dim))).astype("float32")
-    ring, pointer, current = queue.copy(), 0, queue
-    for step in range(5):
-        keys = rng.normal(size=(n, dim)).astype("float32")
-        current = ops.convert_to_numpy(update_queue(current, keys))
-        ring[pointer:pointer + n] = normalize(keys)
-        pointer = (pointer + n) % queue_size
-        if step + 1 >= queue_size // n:
-            np.testing.assert_allclose(
-                np.array(sorted(map(tuple, current))),
-                np.array(sorted(map(tuple, ring))),
-                rtol=1e-6,
-            )
-
-
-def test_update_queue_full_batch_replaces_everything_and_stops_gradient():
-    rng = np.random.default_rng(7)
-    queue = normalize(rng.normal(size=(4, 3))).astype("float32")
-    keys = rng.normal(size=(4, 3)).astype("float32")
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(update_queue(queue, keys)), normalize(keys), rtol=1e-6
-    )
-    _, grad_keys = backend_gradients(
-        lambda a, b: ops.sum(update_queue(a, b) * 2.0) + ops.sum(a), queue, keys
-    )
-    np.testing.assert_array_equal(grad_keys, 0.0)
-
-
-def test_update_queue_rejects_bad_inputs():
-    with pytest.raises(ValueError, match="keys"):
-        update_queue(np.ones((4, 3)), np.ones((5, 3)))
-    with pytest.raises(ValueError, match="keys"):
-        update_queue(np.ones((4, 3)), np.ones((2, 2)))
-    with pytest.raises(ValueError, match="queue"):
-        update_queue(np.ones((4,)), np.ones((2, 3)))
 
 
 def test_loss_class_config_round_trip():

@@ -8,6 +8,12 @@ from keras_simclr.losses import contrastive_metrics
 from keras_simclr.losses import nt_xent
 from tests.testing import run_serialization_test
 
+# The loss classes are deprecated (deprecated_classes_test.py); they still
+# compute what they did.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:keras_simclr.losses.*deprecated:DeprecationWarning"
+)
+
 
 def reference_nt_xent(z_a, z_b, temperature, negatives=None):
     """Per-anchor loop over the 2N views, as the paper writes it (float64).

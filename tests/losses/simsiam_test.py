@@ -8,7 +8,11 @@ from keras_simclr.losses.simsiam import simsiam
 from tests.testing import backend_gradients
 from tests.testing import run_serialization_test
 
-
+# The loss classes are deprecated (deprecated_classes_test.py); they still
+# compute what they did.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:keras_simclr.losses.*deprecated:DeprecationWarning"
+)
 
 
 def reference_simsiam(p, z):

@@ -9,6 +9,12 @@ from keras_simclr.losses.supervised_contrastive import supervised_contrastive
 from tests.testing import gradient
 from tests.testing import run_serialization_test
 
+# The loss classes are deprecated (deprecated_classes_test.py); they still
+# compute what they did.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:keras_simclr.losses.*deprecated:DeprecationWarning"
+)
+
 BACKEND = keras.backend.backend()
 
 

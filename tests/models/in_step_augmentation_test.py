@@ -14,6 +14,7 @@ from keras_simclr.layers import RandomResizedCrop
 from keras_simclr.layers import SimCLRAugmentation
 from keras_simclr.models import SimCLRDistiller
 from keras_simclr.models import SimCLRPretrainer
+from keras_simclr.objectives import SimCLR
 from tests.layers.random_color_distortion_test import reference_distortion
 from tests.layers.random_gaussian_blur_test import reference_blur
 from tests.layers.random_resized_crop_test import tf_crop_resize
@@ -182,7 +183,8 @@ def test_fit_logs_the_loss_of_its_xla_views():
     def build():
         keras.utils.set_random_seed(0)
         model = SimCLRPretrainer(
-            encoder(), augmentation=SimCLRAugmentation(SIZE, seed=5), temperature=0.5
+            encoder(), augmentation=SimCLRAugmentation(SIZE, seed=5),
+            objective=SimCLR(temperature=0.5),
         )
         model.compile(optimizer=keras.optimizers.SGD(0.0))
         return model

@@ -19,6 +19,7 @@ from keras import ops
 from keras_simclr.models import SimCLRClassifier
 from keras_simclr.models import SimCLRDistiller
 from keras_simclr.models import SimCLRPretrainer
+from keras_simclr.objectives import SimCLR
 
 SIZE = 6
 NUM_CLASSES = 3
@@ -43,7 +44,7 @@ def pretrainer():
         encoder(),
         augmentation=keras.layers.Identity(),
         num_classes=NUM_CLASSES,
-        temperature=0.5,
+        objective=SimCLR(temperature=0.5),
     )
 
 
@@ -142,7 +143,7 @@ def test_a_dataset_batch_of_one_image_is_refused(form):
         encoder(),
         augmentation=keras.layers.Identity(),
         num_classes=3 if form == "pairs" else None,
-        temperature=0.5,
+        objective=SimCLR(temperature=0.5),
     )
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     message = "`x` yielded a batch of a single image, which has no negatives"
@@ -184,7 +185,8 @@ def test_epoch_loss_is_the_mean_over_images_and_equals_the_contrastive_loss(form
     view_a = rng.normal(size=(10, SIZE, SIZE, 3)).astype("float32")
     view_b = (view_a + rng.normal(size=view_a.shape)).astype("float32")
     model = SimCLRPretrainer(
-        encoder(), projection_head=keras.layers.Dense(4), temperature=0.5
+        encoder(), projection_head=keras.layers.Dense(4),
+        objective=SimCLR(temperature=0.5),
     )
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     x = {"view_a": view_a, "view_b": view_b}
@@ -213,7 +215,8 @@ def test_views_of_the_wrong_size_are_refused_naming_image_size():
     from keras_simclr.layers import SimCLRAugmentation
 
     model = SimCLRPretrainer(
-        encoder(), augmentation=SimCLRAugmentation(2 * SIZE), temperature=0.5
+        encoder(), augmentation=SimCLRAugmentation(2 * SIZE),
+        objective=SimCLR(temperature=0.5),
     )
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     message = (
@@ -224,7 +227,7 @@ def test_views_of_the_wrong_size_are_refused_naming_image_size():
         model.fit(
             np.zeros((4, 20, 20, 3), "uint8") + 100, batch_size=4, verbose=0
         )
-    model = SimCLRPretrainer(encoder(), temperature=0.5)
+    model = SimCLRPretrainer(encoder(), objective=SimCLR(temperature=0.5))
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     big = images(4, seed=1)[:, :, :, :].repeat(2, axis=1).repeat(2, axis=2)
     with pytest.raises(ValueError, match=re.escape("The views given in `x` are 12x12")):
@@ -234,7 +237,7 @@ def test_views_of_the_wrong_size_are_refused_naming_image_size():
 def test_compile_auto_is_each_papers_optimizer():
     import keras_simclr
 
-    model = SimCLRPretrainer(encoder(), temperature=0.5)
+    model = SimCLRPretrainer(encoder(), objective=SimCLR(temperature=0.5))
     model.compile()
     optimizer = model.optimizer
     assert isinstance(optimizer, keras_simclr.optimizers.LARS)
@@ -261,12 +264,13 @@ def test_images_in_zero_one_for_a_0_255_range_are_refused(form):
         # The library's ResNet declares `value_range`; so does this encoder.
         view_encoder = encoder()
         view_encoder.value_range = (0, 255)
-        model = SimCLRPretrainer(view_encoder, temperature=0.5)
+        model = SimCLRPretrainer(view_encoder, objective=SimCLR(temperature=0.5))
         data = {"view_a": unit, "view_b": unit}
         name = "x['view_a']"
     else:
         model = SimCLRPretrainer(
-            encoder(), augmentation=SimCLRAugmentation(SIZE), temperature=0.5
+            encoder(), augmentation=SimCLRAugmentation(SIZE),
+            objective=SimCLR(temperature=0.5),
         )
         data = {
             "array": unit,
@@ -308,7 +312,7 @@ def test_a_pipeline_augmenting_images_in_zero_one_is_refused_before_training():
         }
 
     dataset = tf.data.Dataset.from_tensor_slices(images(8)).batch(4).map(two_views)
-    model = SimCLRPretrainer(encoder(), temperature=0.5)
+    model = SimCLRPretrainer(encoder(), objective=SimCLR(temperature=0.5))
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     before = [ops.convert_to_numpy(w).copy() for w in model.weights]
     message = "holds images in [0, 1] but `value_range` is (0.0, 255.0)"

@@ -22,29 +22,30 @@ OBJECTIVE_NAMES = sorted(OBJECTIVES)
 MEMORY = "simclr_memory"
 
 
-def make_pretrainer(objective, **kwargs):
+def make_pretrainer(objective, augmentation="default", num_classes=None, **arguments):
+    """A pretrainer training `objective`, made with the objective's
+    `arguments` (test defaults otherwise)."""
     if objective == MEMORY:
         objective = "simclr"
-        kwargs["memory_queue"] = True
-        kwargs.setdefault("queue_size", 16)
+        arguments["memory_queue"] = True
+        arguments.setdefault("queue_size", 16)
     if objective in ("byol", "simsiam"):
-        kwargs.setdefault(
+        arguments.setdefault(
             "prediction_head",
             keras_simclr.layers.PredictionHead(hidden_dim=8, name="prediction_head"),
         )
     if objective == "moco":
         # Both views of a batch of 8 refill it at every step.
-        kwargs.setdefault("queue_size", 16)
-        kwargs.setdefault("temperature", 0.2)
-    kwargs.setdefault(
-        "augmentation",
-        keras_simclr.layers.SimCLRAugmentation(8, preset="cifar", seed=1),
-    )
+        arguments.setdefault("queue_size", 16)
+        arguments.setdefault("temperature", 0.2)
+    if augmentation == "default":
+        augmentation = keras_simclr.layers.SimCLRAugmentation(8, preset="cifar", seed=1)
     return SimCLRPretrainer(
         encoder=tiny_encoder(),
+        augmentation=augmentation,
         projection_head=keras_simclr.layers.ProjectionHead(hidden_dim=8, output_dim=6),
-        objective=objective,
-        **kwargs,
+        objective=OBJECTIVES[objective](**arguments),
+        num_classes=num_classes,
     )
 
 
@@ -213,7 +214,7 @@ def test_memory_queue_keys_are_negatives_of_nt_xent():
 
 def test_unigrad_correlation_starts_from_the_first_batch():
     images, _ = data(8)
-    model = make_pretrainer("unigrad", objective_config={"rho": 0.9})
+    model = make_pretrainer("unigrad", rho=0.9)
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     model.fit(images, batch_size=8, epochs=1, verbose=0)
     first = ops.convert_to_numpy(model.objective.correlation).copy()
@@ -265,9 +266,42 @@ def test_supcon_needs_labels():
         ({"objective": "simsiam", "queue_size": 64}, "applies to moco and simclr with memory_queue=True"),
     ],
 )
-def test_bad_objective_arguments(kwargs, match):
+def test_bad_objective_arguments_of_the_deprecated_forms(kwargs, match):
+    # Refused before the deprecation warning.
     objective = kwargs.pop("objective")
     with pytest.raises(ValueError, match=re.escape(match)):
         SimCLRPretrainer(
             encoder=tiny_encoder(), objective=objective, **kwargs
         )
+
+
+@pytest.mark.parametrize(
+    "objective, kwargs, match",
+    [
+        ("byol", {"momentum": 1.0}, "momentum"),
+        ("byol", {"momentum_schedule_steps": 0}, "momentum_schedule_steps"),
+        ("moco", {"queue_size": 0}, "queue_size"),
+        ("simclr", {"memory_queue": 1}, "memory_queue"),
+        ("simclr", {"temperature": 0.0}, "temperature"),
+        ("simclr", {"momentum": 0.99}, "objective='simclr' without memory_queue"),
+        ("simclr", {"queue_size": 512}, "`queue_size` is not used by objective='simclr' without memory_queue"),
+    ],
+)
+def test_bad_objective_arguments(objective, kwargs, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        OBJECTIVES[objective](**kwargs)
+    # `objectives.get` refuses an argument the objective does not take,
+    # naming the objectives taking it.
+    with pytest.raises(ValueError, match=re.escape("it applies to simclr, supcon and moco")):
+        keras_simclr.objectives.get("byol", temperature=0.2)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVE_NAMES)
+def test_each_objective_declares_its_loss_metric(objective):
+    cls = OBJECTIVES[objective]
+    assert cls.loss_metric_name == (
+        "contrastive_loss" if objective == "simclr" else f"{objective}_loss"
+    )
+    model = make_pretrainer(objective)
+    names = [metric.name for metric in model.objective.metrics]
+    assert cls.loss_metric_name in names

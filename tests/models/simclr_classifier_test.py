@@ -8,6 +8,7 @@ from keras import ops
 from keras_simclr.layers import ProjectionHead
 from keras_simclr.models import SimCLRPretrainer
 from keras_simclr.models.simclr_classifier import SimCLRClassifier
+from keras_simclr.objectives import SimCLR
 from tests.testing import run_model_saving_test
 from tests.testing import run_serialization_test
 
@@ -103,7 +104,8 @@ def test_linear_evaluation_leaves_the_pretrainer_as_it_was():
     # stage trains what it should, whatever stage came before.
     images, labels = images_and_labels()
     pretrainer = SimCLRPretrainer(
-        encoder=tiny_encoder(), projection_head=tiny_head(), temperature=0.5
+        encoder=tiny_encoder(), projection_head=tiny_head(),
+        objective=SimCLR(temperature=0.5),
     )
     pretrainer.build(images.shape)
     encoder, head = pretrainer.encoder, pretrainer.projection_head
@@ -177,7 +179,8 @@ def test_linear_mode_runs_batch_norm_in_inference_mode():
 def test_finetune_from_a_pretrainer_trains_the_shared_encoder():
     images, labels = images_and_labels()
     pretrainer = SimCLRPretrainer(
-        encoder=tiny_encoder(), projection_head=tiny_head(), temperature=0.5
+        encoder=tiny_encoder(), projection_head=tiny_head(),
+        objective=SimCLR(temperature=0.5),
     )
     pretrainer.build(images.shape)
     model = SimCLRClassifier(pretrainer, NUM_CLASSES, head_layers=1)

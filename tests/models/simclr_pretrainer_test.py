@@ -1,7 +1,11 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
 from keras import ops
+
+import keras_simclr
 
 from keras_simclr.layers import ProjectionHead
 from keras_simclr.losses import nt_xent
@@ -40,17 +44,18 @@ def images_and_labels(n=16, seed=0):
     return images.astype("float32"), labels
 
 
-def make_pretrainer(augmentation="default", num_classes=None, **kwargs):
+def make_pretrainer(augmentation="default", num_classes=None, temperature=0.5, **kwargs):
     if augmentation == "default":
         augmentation = tiny_augmentation()
     arguments = {
         "encoder": tiny_encoder(),
         "augmentation": augmentation,
         "projection_head": ProjectionHead(hidden_dim=16, output_dim=8),
-        "temperature": 0.5,
         "num_classes": num_classes,
     }
     arguments.update(kwargs)
+    if "objective" not in arguments:
+        arguments["objective"] = keras_simclr.objectives.SimCLR(temperature=temperature)
     return SimCLRPretrainer(**arguments)
 
 
@@ -334,3 +339,97 @@ def test_fit_says_once_when_tensorflow_runs_without_onednn(monkeypatch, capsys,
     # Only TensorFlow has the setting; there one line for the whole process.
     expected = int(keras.backend.backend() == "tensorflow" and not onednn)
     assert len(notices) == expected
+
+
+def _config_of(model):
+    config = model.get_config()
+    config.pop("name")
+    for key in ("encoder", "projection_head"):
+        config.pop(key)
+    return config
+
+
+def _new_form(objective):
+    return SimCLRPretrainer(tiny_encoder(), objective=objective)
+
+
+@pytest.mark.parametrize(
+    "kwargs, replacement",
+    [
+        ({"temperature": 0.2}, "SimCLR(temperature=0.2)"),
+        (
+            {"objective": "simclr", "memory_queue": True, "queue_size": 64,
+             "momentum": 0.9, "momentum_schedule_steps": 10},
+            "SimCLR(memory_queue=True, queue_size=64, momentum=0.9, "
+            "momentum_schedule_steps=10)",
+        ),
+        ({"objective": "moco", "temperature": 0.2, "queue_size": 64},
+         "MoCo(temperature=0.2, queue_size=64)"),
+        ({"objective": "byol", "prediction_head": "head"},
+         "BYOL(prediction_head=PredictionHead(...))"),
+        ({"objective": "unigrad", "objective_config": {"rho": 0.9}},
+         "UniGrad(rho=0.9)"),
+        ({"objective": "barlow_twins", "objective_config": {"lambda_offdiag": 0.01}},
+         "BarlowTwins(lambda_offdiag=0.01)"),
+    ],
+)
+def test_the_deprecated_objective_arguments_warn_and_build_the_same_objective(
+    kwargs, replacement
+):
+    kwargs = dict(kwargs)
+    if kwargs.get("prediction_head") == "head":
+        kwargs["prediction_head"] = keras_simclr.layers.PredictionHead(
+            hidden_dim=8, name="prediction_head"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = SimCLRPretrainer(tiny_encoder(), **kwargs)
+    assert [w.category for w in caught] == [DeprecationWarning]
+    # At the caller's line, naming the replacement.
+    assert caught[0].filename == __file__
+    message = str(caught[0].message)
+    assert "is deprecated" in message or "are deprecated" in message
+    assert f"pass objective=keras_simclr.objectives.{replacement}" in message
+    # The objective (and the pretrainer's config) of the new form.
+    key = kwargs.pop("objective", "simclr")
+    arguments = {**kwargs.pop("objective_config", {}), **kwargs}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        expected = _new_form(keras_simclr.objectives.get(key, **arguments))
+    assert caught == []
+    assert _config_of(model) == _config_of(expected)
+
+
+def test_positional_arguments_of_earlier_releases_still_work():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = SimCLRPretrainer(tiny_encoder(), None, None, 0.3, 4, "simclr")
+    assert [w.category for w in caught] == [DeprecationWarning]
+    assert "temperature= is deprecated" in str(caught[0].message)
+    assert model.num_classes == 4 and model.objective.temperature == 0.3
+    # Without a deprecated argument: no warning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = SimCLRPretrainer(tiny_encoder(), None, None, None, 4, "moco")
+    assert caught == [] and model.num_classes == 4 and model.objective.key == "moco"
+    with pytest.raises(TypeError, match="`num_classes` both by position and by keyword"):
+        SimCLRPretrainer(tiny_encoder(), None, None, None, 4, num_classes=3)
+    with pytest.raises(TypeError, match="positional arguments"):
+        SimCLRPretrainer(tiny_encoder(), *([None] * 13))
+
+
+def test_the_new_form_and_a_saved_model_do_not_warn(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = SimCLRPretrainer(
+            tiny_encoder(),
+            objective=keras_simclr.objectives.MoCo(temperature=0.2, queue_size=64),
+            num_classes=3,
+        )
+        model.build((None, 12, 12, 3))
+        path = str(tmp_path / "moco.keras")
+        model.save(path)
+        restored = keras.saving.load_model(path)
+    assert [str(w.message) for w in caught if w.category is DeprecationWarning
+            and "deprecated" in str(w.message)] == []
+    assert restored.get_config()["objective"] == model.get_config()["objective"]

@@ -1,28 +1,31 @@
-"""A user's own objective, exactly as the README writes it, trains with
-`fit()`, logs the loss it computes and saves, without a change to the
-library."""
+"""A user's own objective, exactly as docs/objectives.md writes it, trains
+with `fit()`, logs the loss it computes and saves, without a change to
+the library."""
 
 import os
 import re
 
 import keras
 import numpy as np
+import pytest
 from keras import ops
 
 import keras_simclr
 from tests.testing import tiny_encoder
 
-README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+OBJECTIVES_PAGE = os.path.join(
+    os.path.dirname(__file__), "..", "..", "docs", "objectives.md"
+)
 
 
 def readme_objective():
-    """Runs the README's first code block under "Your own objective"."""
-    with open(README) as f:
+    """Runs the first code block under "Your own objective" in the docs."""
+    with open(OBJECTIVES_PAGE) as f:
         text = f.read()
-    section = text[text.index("### Your own objective"):]
+    section = text[text.index("## Your own objective"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/objectives.md", "exec"), namespace)
     return namespace["AlignUniform"]
 
 
@@ -95,9 +98,11 @@ def test_an_objective_instance_belongs_to_one_pretrainer():
 
 
 def test_arguments_go_to_the_objective_or_are_refused():
-    model = keras_simclr.models.SimCLRPretrainer(
-        tiny_encoder(), objective="moco", temperature=0.2, queue_size=64
-    )
+    # The deprecated form: the objective's arguments given to the pretrainer.
+    with pytest.warns(DeprecationWarning, match="MoCo\\(temperature=0.2, queue_size=64\\)"):
+        model = keras_simclr.models.SimCLRPretrainer(
+            tiny_encoder(), objective="moco", temperature=0.2, queue_size=64
+        )
     assert isinstance(model.objective, keras_simclr.objectives.MoCo)
     assert (model.objective.temperature, model.objective.queue_size) == (0.2, 64)
     for kwargs, match in [

@@ -1,4 +1,5 @@
-"""The PyTorch backend across processes (`torch.distributed`, e.g. `torchrun`).
+"""`keras_simclr.distribute` on the PyTorch backend (`torch.distributed`,
+e.g. under `torchrun`).
 
 Keras has no distribution path on the PyTorch backend: under a process group
 every process would train on its own slice with its own negatives and its own
@@ -7,10 +8,9 @@ it on TensorFlow, with one process per device (gloo on CPUs, NCCL on GPUs):
 
 - `all_gather`: the tensors of every process, concatenated in rank order, with
   a backward pass that returns to each process the gradient of its own slice
-  summed over every process's loss (`cross_replica_concat` of
-  `keras_simclr.distribute`);
+  summed over every process's loss (`cross_replica_concat`);
 - `synchronized_moments`: the batch mean and variance of the global batch, with
-  gradient, for batch norm during `fit()` (global batch norm);
+  gradient, for batch norm during `fit()` (`global_batch_norm`);
 - `train_step`: Keras's torch `train_step` with the gradients summed across
   processes before the optimizer step (each process's loss is divided by the
   number of processes first, as under `tf.distribute`; a weight with no
@@ -20,19 +20,27 @@ it on TensorFlow, with one process per device (gloo on CPUs, NCCL on GPUs):
   step's and every epoch's logs), their states reduced across processes;
 - `test_step`: Keras's torch `test_step` on this process's share, the last
   partial global batch of `evaluate()` scored by process 0 alone;
+- `per_process_data`: each process's slice of every global batch;
 - `initialize`: the group `torchrun` describes, surviving its restarts;
 - `broadcast_variables`: rank 0's values of the weights to every process, so
   that all start from the same weights whatever their seeds.
-
-It is imported only on the PyTorch backend, from `keras_simclr.distribute`.
 """
 
 import contextlib
 import datetime
+import functools
 import os
 
+import keras
 import torch
 import torch.distributed as dist
+
+from keras_simclr import _keras_compat
+from keras_simclr.distribute import _common
+from keras_simclr.distribute._local import model_scope
+from keras_simclr.distribute._local import process_local_variables
+from keras_simclr.distribute._local import reducible_logs
+from keras_simclr.distribute._local import workers_share_the_batches
 
 
 # Set while this process scores a batch on its own (`test_step`).
@@ -286,24 +294,22 @@ def _forward(model, data, training):
     Returns:
         `(x, y, y_pred, sample_weight, loss)`.
     """
-    import keras
-
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    if model._call_has_training_arg:
+    if _keras_compat.call_has_training_arg(model):
         y_pred = model(x, training=training)
     else:
         y_pred = model(x)
-    loss = model._compute_loss(
-        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+    loss = _keras_compat.compute_loss(
+        model, x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
     )
     batch = _batch_size(x)
-    model._loss_tracker.update_state(loss * world_size(), sample_weight=batch)
+    _keras_compat.loss_tracker(model).update_state(
+        loss * world_size(), sample_weight=batch
+    )
     return x, y, y_pred, sample_weight, loss
 
 
 def _batch_size(x):
-    import keras
-
     return next(i for i in keras.tree.flatten(x) if i is not None).shape[0]
 
 
@@ -339,8 +345,6 @@ def test_step(model, data):
     that hold images score them on their own, as one process would score
     that batch, and the others only take part in the metrics' reduction.
     """
-    import keras
-
     x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
     size = _batch_size(x)
     sizes = torch.zeros(world_size(), dtype=torch.int64)
@@ -387,3 +391,155 @@ def initialize(backend=None, timeout_seconds=1800):
         world_size=size,
         timeout=timeout,
     )
+
+
+# === The interface of keras_simclr.distribute's backend modules ===
+
+
+def num_replicas_in_sync(model=None):
+    return world_size()
+
+
+def num_data_parallel_devices(model=None):
+    return world_size()
+
+
+def replica_id():
+    return rank()
+
+
+def cross_replica_concat(tensor):
+    if world_size() > 1:
+        return all_gather(tensor)
+    return tensor
+
+
+def torch_process_count():
+    return world_size()
+
+
+def process_count():
+    return world_size()
+
+
+def process_index():
+    return rank()
+
+
+def barrier():
+    dist.barrier()
+
+
+def broadcast_seed(seed):
+    tensor = torch.as_tensor(seed)
+    dist.broadcast(tensor, src=0)
+    return int(tensor[0])
+
+
+def _moments(layer, inputs, mask):
+    if mask is not None:
+        raise ValueError(
+            "Global batch norm across torch.distributed processes takes no "
+            f"mask. Received: a mask of shape {tuple(mask.shape)} in layer "
+            f"{layer.name!r}"
+        )
+    return synchronized_moments(
+        inputs, _keras_compat.batch_norm_reduction_axes(layer)
+    )
+
+
+def _synchronize(layer):
+    # Keras's torch moments refuse `synchronized`: the layer's own moments
+    # are replaced on this instance instead.
+    if layer.synchronized or _keras_compat.batch_norm_moments_replaced(layer):
+        return False
+    _keras_compat.replace_batch_norm_moments(
+        layer, functools.partial(_moments, layer)
+    )
+    return True
+
+
+def global_batch_norm(model, layers, enabled):
+    if not (enabled and world_size() > 1):
+        return contextlib.nullcontext()
+    return _common.batch_norm_changed(
+        layers, _synchronize, _keras_compat.restore_batch_norm_moments
+    )
+
+
+def per_process_data(x, y, batch_size, shuffle, evaluation, shared_seed):
+    # For evaluation no image is left out: process 0 scores the last,
+    # partial global batch alone (`test_step`).
+    from keras_simclr import _validation
+
+    count = world_size()
+    if not _validation.is_tf_dataset(x):
+        x = _common.global_batches(
+            x, y, batch_size, count, shuffle, evaluation, shared_seed
+        )
+        y = None
+    if y is not None:
+        raise ValueError(
+            "Give the labels inside the dataset: with several processes, y is "
+            "only taken with arrays. Received: y of type "
+            f"{type(y).__name__} with a tf.data.Dataset"
+        )
+    return _shard(x, count, rank(), evaluation), None, None
+
+
+def _shard(dataset, count, index, keep_partial=False):
+    """Process `index`'s slice of every global batch of `dataset`; with
+    `keep_partial`, process 0 gets all of a partial global batch and the
+    others none of it."""
+    import tensorflow as tf
+
+    global_batch = _keras_compat.tf_dataset_batch_size(dataset)
+    if global_batch < 0:
+        # compute_batch_size cannot see through a map (such as the check
+        # that every batch holds two images): the first batch tells. Every
+        # process reads it, so their pipelines stay in step.
+        for first in dataset.take(1):
+            global_batch = int(tf.shape(tf.nest.flatten(first)[0])[0])
+    if global_batch < 0:
+        raise ValueError(
+            "With several processes the dataset's global batch size must be "
+            "known: batch it with dataset.batch(batch_size). Received: a "
+            f"dataset of element spec {dataset.element_spec}"
+        )
+    if global_batch % count:
+        raise ValueError(
+            "The dataset's batch is the global batch and must be a multiple "
+            f"of the number of processes ({count}). Received: batches of "
+            f"{global_batch}"
+        )
+    local = global_batch // count
+    steps = int(dataset.cardinality().numpy())
+    if keep_partial:
+
+        def own_slice(*batch):
+            size = tf.shape(tf.nest.flatten(batch)[0])[0]
+            full = tf.equal(size, global_batch)
+            start = tf.where(full, index * local, 0 if index == 0 else size)
+            stop = tf.where(full, (index + 1) * local, size)
+            batch = tf.nest.map_structure(lambda t: t[start:stop], batch)
+            return batch if len(batch) > 1 else batch[0]
+
+        return dataset.map(own_slice).prefetch(tf.data.AUTOTUNE)
+
+    def full(*batch):
+        first = tf.nest.flatten(batch)[0]
+        return tf.equal(tf.shape(first)[0], global_batch)
+
+    # A last, partial global batch would leave the processes with unequal
+    # numbers of steps, and the collectives waiting for each other.
+    batch_axes = {
+        spec.shape[0] for spec in tf.nest.flatten(dataset.element_spec)
+    }
+    if batch_axes != {global_batch}:
+        dataset = dataset.filter(full)
+        steps = tf.data.UNKNOWN_CARDINALITY
+    dataset = dataset.rebatch(local).shard(num_shards=count, index=index)
+    if steps >= 0:
+        # Known again, so that Keras knows the length of an epoch.
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    return dataset.prefetch(tf.data.AUTOTUNE)

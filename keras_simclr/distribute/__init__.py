@@ -16,11 +16,11 @@ depends on the engine that splits the batch:
   view; these helpers do nothing.
 - PyTorch (`torch.distributed`, one process per device, e.g. under
   `torchrun`): Keras has no distribution path there, so the library brings
-  its own (`keras_simclr._torch_distributed`): the same gather, loss scaling
-  and global batch norm as under `tf.distribute`, with the gradients summed
-  across processes by the pretrainer's `train_step`. Models without that
-  step refuse such a run (`check_supported`) instead of silently training
-  each process on its own batch.
+  its own: the same gather, loss scaling and global batch norm as under
+  `tf.distribute`, with the gradients summed across processes by the
+  pretrainer's `train_step`. Models without that step refuse such a run
+  (`check_supported`) instead of silently training each process on its own
+  batch.
 
 With several processes (PyTorch, or JAX across hosts), `batch_size` stays
 the global batch: `per_process_data` gives each process its slice of every
@@ -31,49 +31,42 @@ pipelines keep their order where several processes read them
 (`processes_share_the_batches`), so that every image of an epoch is
 trained once, by one process.
 
-TensorFlow is imported here only when the TensorFlow backend runs, PyTorch
-only on the PyTorch backend.
+Each backend has its own module (`_tensorflow`, `_jax`, `_torch`; `_local`
+for one process on one device, which is also the NumPy and OpenVINO
+backends'), chosen once, when this package is imported, from
+`keras.backend.backend()`. They share one interface: replica count and id,
+the gather, process count and index, barrier, the shared seed, global batch
+norm and each process's share of the data (see `_local`). The functions
+here are the public API over it: they hold what every backend shares, so
+that tests and callers may replace one of them (`distribute.replica_id =
+...`) for every caller at once.
 """
 
 import contextlib
-import functools
+import importlib
+import os
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_simclr import _keras_compat
+from keras_simclr.distribute import _common
 
-def _tf():
-    import tensorflow as tf
+_BACKEND = keras.backend.backend()
+_backend = importlib.import_module(
+    f"keras_simclr.distribute._{_BACKEND}"
+    if _BACKEND in ("tensorflow", "jax", "torch")
+    else "keras_simclr.distribute._local"
+)
 
-    return tf
 
-
-def _torch():
-    from keras_simclr import _torch_distributed
-
-    return _torch_distributed
+# === Replicas: the slices of one step's batch ===
 
 
 def torch_process_count():
     """Processes of the `torch.distributed` group on the PyTorch backend, else 1."""
-    if keras.backend.backend() != "torch":
-        return 1
-    return _torch().world_size()
-
-
-def _tf_replica_context():
-    """The TF replica context of a step with several replicas, else `None`."""
-    if keras.backend.backend() != "tensorflow":
-        return None
-    tf = _tf()
-    if not tf.distribute.has_strategy():
-        return None
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync < 2:
-        # `None` in a cross-replica context (e.g. while Keras builds the
-        # model under `strategy.scope()`).
-        return None
-    return context
+    return _backend.torch_process_count()
 
 
 def num_replicas_in_sync(model=None):
@@ -86,42 +79,18 @@ def num_replicas_in_sync(model=None):
     step is one program over the global batch, even across several devices
     and processes.
     """
-    if keras.backend.backend() == "torch":
-        return torch_process_count()
-    if keras.backend.backend() != "tensorflow":
-        return 1
-    tf = _tf()
-    strategy = getattr(model, "distribute_strategy", None)
-    if strategy is None:
-        if not tf.distribute.has_strategy():
-            return 1
-        strategy = tf.distribute.get_strategy()
-    return int(strategy.num_replicas_in_sync)
+    return _backend.num_replicas_in_sync(model)
 
 
 def num_data_parallel_devices(model=None):
     """How many devices share the batch: TF replicas or JAX data shards."""
-    if keras.backend.backend() == "jax":
-        distribution = keras.distribution.distribution()
-        if distribution is None:
-            return 1
-        mesh = distribution.device_mesh
-        batch_axis = getattr(distribution, "batch_dim_name", None)
-        if batch_axis in mesh.axis_names:
-            return int(mesh.shape[mesh.axis_names.index(batch_axis)])
-        return 1
-    return num_replicas_in_sync(model)
+    return _backend.num_data_parallel_devices(model)
 
 
 def replica_id():
     """Index of this replica in the sync group (a tensor under TF; the rank
     of the process under `torch.distributed`), else 0."""
-    if torch_process_count() > 1:
-        return _torch().rank()
-    context = _tf_replica_context()
-    if context is None:
-        return 0
-    return context.replica_id_in_sync_group
+    return _backend.replica_id()
 
 
 def cross_replica_concat(tensor):
@@ -130,10 +99,10 @@ def cross_replica_concat(tensor):
     Outside a TensorFlow replica context with several replicas, returns
     `tensor` unchanged (under a `torch.distributed` group of several
     processes, the processes play the replicas). The gradient reaches the
-    replica each slice came from: the gather is written as an `all_reduce(SUM)` of a tensor holding
-    this replica's slice at its own position and zeros elsewhere (the
-    official SimCLR TPU route), and `all_reduce` sums the gradients of all
-    replicas in its backward pass. `all_reduce` is implemented by every
+    replica each slice came from: the gather is written as an
+    `all_reduce(SUM)` of a tensor holding this replica's slice at its own
+    position and zeros elsewhere (the official SimCLR TPU route), and
+    `all_reduce` sums the gradients of all replicas in its backward pass. `all_reduce` is implemented by every
     `tf.distribute` strategy, TPUStrategy included, and the shapes stay
     static, as TPUs require.
 
@@ -143,20 +112,7 @@ def cross_replica_concat(tensor):
     Returns:
         A tensor `(num_replicas * n, ...)`.
     """
-    if torch_process_count() > 1:
-        return _torch().all_gather(tensor)
-    context = _tf_replica_context()
-    if context is None:
-        return tensor
-    tf = _tf()
-    num_replicas = context.num_replicas_in_sync
-    one_hot = tf.one_hot(
-        context.replica_id_in_sync_group, num_replicas, dtype=tensor.dtype
-    )
-    one_hot = tf.reshape(one_hot, [num_replicas] + [1] * len(tensor.shape))
-    scattered = one_hot * tensor[None]
-    gathered = context.all_reduce(tf.distribute.ReduceOp.SUM, scattered)
-    return tf.reshape(gathered, tf.concat([[-1], tf.shape(tensor)[1:]], axis=0))
+    return _backend.cross_replica_concat(tensor)
 
 
 def reducible_logs(model, logs):
@@ -170,19 +126,7 @@ def reducible_logs(model, logs):
     length 1 makes that reduction the mean over replicas, a scalar again.
     Elsewhere the logs are returned unchanged.
     """
-    if keras.backend.backend() != "tensorflow":
-        return logs
-    tf = _tf()
-    strategy = getattr(model, "distribute_strategy", None)
-    if not (
-        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and strategy.extended._in_multi_worker_mode()
-    ):
-        return logs
-    return {
-        name: tf.reshape(value, [1]) if value.shape.rank == 0 else value
-        for name, value in logs.items()
-    }
+    return _backend.reducible_logs(model, logs)
 
 
 def scale_loss(loss):
@@ -203,25 +147,7 @@ def model_scope(model):
     """The scope in which `model` creates variables: its `tf.distribute`
     strategy's scope on TensorFlow (variables built later, e.g. by an
     explicit `build()` before `fit()`, must be mirrored too); else a no-op."""
-    strategy = getattr(model, "distribute_strategy", None)
-    if keras.backend.backend() == "tensorflow" and strategy is not None:
-        return strategy.scope()
-    return contextlib.nullcontext()
-
-
-def _batch_norm_layers(layers):
-    seen = set()
-    for layer in layers:
-        if layer is None:
-            continue
-        # `_flatten_layers` walks nested models and layers, including
-        # sublayers held as attributes, which `Model.layers` does not list.
-        for sublayer in layer._flatten_layers(include_self=True, recursive=True):
-            if isinstance(
-                sublayer, keras.layers.BatchNormalization
-            ) and id(sublayer) not in seen:
-                seen.add(id(sublayer))
-                yield sublayer
+    return _backend.model_scope(model)
 
 
 @contextlib.contextmanager
@@ -248,52 +174,16 @@ def global_batch_norm(model, layers, enabled=True):
         layers: layers or models whose batch norm is synchronised.
         enabled: whether to synchronise.
     """
-    if not enabled and num_data_parallel_devices(model) > 1 and (
-        keras.backend.backend() == "jax"
-    ):
-        raise ValueError(
-            "global_bn=False is not available under the JAX distribution "
-            "API: the step is one program over the global batch, so batch "
-            "norm always uses its statistics. Received: global_bn=False with "
-            f"{num_data_parallel_devices(model)} data-parallel devices"
-        )
-    changed = []
-    synchronize = enabled and num_replicas_in_sync(model) > 1
-    torch_group = synchronize and keras.backend.backend() == "torch"
-    if synchronize:
-        for layer in _batch_norm_layers(layers):
-            if torch_group and not batch_norm_is_synchronized(layer):
-                # Keras's torch moments refuse `synchronized`; the layer's
-                # own `_moments` is replaced on this instance instead.
-                layer._moments = functools.partial(_torch_moments, layer)
-                changed.append(layer)
-            elif not torch_group and not layer.synchronized:
-                layer.synchronized = True
-                changed.append(layer)
-    try:
+    with _backend.global_batch_norm(model, layers, enabled):
         yield
-    finally:
-        for layer in changed:
-            if torch_group:
-                del layer._moments
-            else:
-                layer.synchronized = False
 
 
 def batch_norm_is_synchronized(layer):
     """Whether `layer` (a batch norm) reduces its moments across replicas or
     processes now, so that no fused single-device kernel may replace them."""
-    return bool(layer.synchronized) or "_moments" in vars(layer)
-
-
-def _torch_moments(layer, inputs, mask):
-    if mask is not None:
-        raise ValueError(
-            "Global batch norm across torch.distributed processes takes no "
-            f"mask. Received: a mask of shape {tuple(mask.shape)} in layer "
-            f"{layer.name!r}"
-        )
-    return _torch().synchronized_moments(inputs, layer._reduction_axes)
+    return bool(layer.synchronized) or _keras_compat.batch_norm_moments_replaced(
+        layer
+    )
 
 
 def check_supported(model):
@@ -328,26 +218,12 @@ def process_count():
     """Processes that train together: the `torch.distributed` group on
     PyTorch, `jax.process_count()` on JAX; 1 on TensorFlow, whose
     `tf.distribute` strategies split the data themselves."""
-    backend = keras.backend.backend()
-    if backend == "torch":
-        return torch_process_count()
-    if backend == "jax":
-        import jax
-
-        return jax.process_count()
-    return 1
+    return _backend.process_count()
 
 
 def process_index():
     """This process's index among `process_count()`; 0 with one process."""
-    backend = keras.backend.backend()
-    if backend == "torch":
-        return _torch().rank()
-    if backend == "jax":
-        import jax
-
-        return jax.process_index()
-    return 0
+    return _backend.process_index()
 
 
 def initialize_torch_processes(backend=None, timeout_seconds=1800):
@@ -379,14 +255,12 @@ def initialize_torch_processes(backend=None, timeout_seconds=1800):
     pretrainer.fit(images, batch_size=512)  # the global batch
     ```
     """
-    import os
-
-    if keras.backend.backend() != "torch":
+    if _BACKEND != "torch":
         raise RuntimeError(
             "initialize_torch_processes joins a torch.distributed group and "
             "needs the PyTorch backend; on JAX use initialize_jax_processes, "
             "on TensorFlow tf.distribute.MultiWorkerMirroredStrategy. "
-            f"Received: backend={keras.backend.backend()!r}"
+            f"Received: backend={_BACKEND!r}"
         )
     if backend not in (None, "gloo", "nccl"):
         raise ValueError(
@@ -404,20 +278,20 @@ def initialize_torch_processes(backend=None, timeout_seconds=1800):
             "torchrun --nproc_per_node=N script.py. Received: an environment "
             f"without {', '.join(missing)}"
         )
-    _torch().initialize(backend, timeout_seconds)
+    _backend.initialize(backend, timeout_seconds)
 
 
 def torch_train_step(model, data):
     """The training step of `model` across a `torch.distributed` group: the
     gradients summed over the processes before the optimizer step
-    (`keras_simclr._torch_distributed.train_step`)."""
-    return _torch().train_step(model, data)
+    (`keras_simclr.distribute._torch.train_step`)."""
+    return _backend.train_step(model, data)
 
 
 def torch_test_step(model, data):
     """The evaluation step across a `torch.distributed` group, on this
     process's share of the batch."""
-    return _torch().test_step(model, data)
+    return _backend.test_step(model, data)
 
 
 def metrics_result(model, result):
@@ -438,7 +312,7 @@ def metrics_result(model, result):
         The logs.
     """
     if torch_process_count() > 1:
-        with _torch().metric_states_over_processes(model.metrics):
+        with _backend.metric_states_over_processes(model.metrics):
             return result()
     return result()
 
@@ -449,21 +323,15 @@ def mean_over_processes(logs):
     elsewhere (TensorFlow reduces over replicas itself, JAX steps see the
     global batch)."""
     if torch_process_count() > 1:
-        return _torch().mean_of_logs(logs)
+        return _backend.mean_of_logs(logs)
     return logs
 
 
 def barrier():
     """Waits until every process of a PyTorch or JAX multi-process run gets
     here; does nothing with one process."""
-    if process_count() == 1:
-        return
-    if keras.backend.backend() == "torch":
-        _torch().dist.barrier()
-    else:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("keras_simclr.distribute.barrier")
+    if process_count() > 1:
+        _backend.barrier()
 
 
 def broadcast_weights(model):
@@ -475,48 +343,17 @@ def broadcast_weights(model):
     random state, the metrics) stay each process's own.
     """
     if torch_process_count() > 1:
-        _torch().broadcast_variables(model.weights)
+        _backend.broadcast_variables(model.weights)
 
 
 def shared_seed():
     """One random seed, the same in every process of a PyTorch or JAX
     multi-process run (process 0's); a collective step, so every process
     must call it. With one process, a fresh random seed."""
-    import numpy as np
-
     seed = np.array([np.random.SeedSequence().entropy % (2**31)], "int64")
     if process_count() == 1:
         return int(seed[0])
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        tensor = torch.as_tensor(seed)
-        _torch().dist.broadcast(tensor, src=0)
-        return int(tensor[0])
-    from jax.experimental import multihost_utils
-
-    return int(multihost_utils.broadcast_one_to_all(seed)[0])
-
-
-def _tf_multi_worker():
-    """Whether this is one worker of several of a `tf.distribute` run: the
-    strategy in scope trains across workers, or (none in scope)
-    `TF_CONFIG` describes several."""
-    import json
-    import os
-
-    if keras.backend.backend() != "tensorflow":
-        return False
-    tf = _tf()
-    if tf.distribute.has_strategy():
-        extended = tf.distribute.get_strategy().extended
-        return bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
-    try:
-        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-    except (ValueError, AttributeError):
-        return False
-    return len(cluster.get("chief", [])) + len(cluster.get("worker", [])) > 1
+    return _backend.broadcast_seed(seed)
 
 
 def processes_share_the_batches():
@@ -530,7 +367,7 @@ def processes_share_the_batches():
     give the same batches in the same order, whatever each process's own
     global seed.
     """
-    return process_count() > 1 or _tf_multi_worker()
+    return process_count() > 1 or _backend.workers_share_the_batches()
 
 
 def per_process_data(x, y, batch_size, shuffle=True, evaluation=False):
@@ -554,7 +391,7 @@ def per_process_data(x, y, batch_size, shuffle=True, evaluation=False):
     step). For evaluation (`evaluation=True`, PyTorch) no image is left
     out: process 0 gets the whole of a partial global batch, which it
     scores on its own, and the other processes an empty batch, so the
-    result is one process's (see `_torch_distributed.test_step`).
+    result is one process's (see `torch_test_step`).
 
     Args:
         x: the `x` given to `fit()`: arrays, or a `tf.data.Dataset` of
@@ -572,120 +409,11 @@ def per_process_data(x, y, batch_size, shuffle=True, evaluation=False):
         ValueError: if the global batch is not a multiple of the number of
             processes, or the training data gives no full global batch.
     """
-    count = process_count()
-    if count == 1:
+    if process_count() == 1:
         return x, y, batch_size
-    tf = _tf()
-    from keras_simclr import _validation
-
-    keep_partial = evaluation and keras.backend.backend() == "torch"
-    if not _validation.is_tf_dataset(x):
-        if batch_size is None:
-            batch_size = 32
-        if batch_size % count:
-            raise ValueError(
-                "batch_size is the global batch and must be a multiple of the "
-                f"number of processes ({count}). Received: batch_size={batch_size}"
-            )
-        num_images = len(keras.tree.flatten(x)[0])
-        if num_images < batch_size and not keep_partial:
-            raise ValueError(
-                f"With {count} processes the last partial batch is dropped, so "
-                f"x must hold at least one global batch. Received: "
-                f"{num_images} images for batch_size={batch_size}"
-            )
-        elements = x if y is None else (x, y)
-        if shuffle:
-            dataset = _shuffled_slices(elements, num_images, shared_seed())
-        else:
-            dataset = tf.data.Dataset.from_tensor_slices(elements)
-        x = dataset.batch(batch_size, drop_remainder=not keep_partial)
-        y = None
-        if keras.backend.backend() == "jax":
-            return x.prefetch(tf.data.AUTOTUNE), None, None
-    elif keras.backend.backend() == "jax":
-        return x, y, batch_size
-    if y is not None:
-        raise ValueError(
-            "Give the labels inside the dataset: with several processes, y is "
-            "only taken with arrays. Received: y of type "
-            f"{type(y).__name__} with a tf.data.Dataset"
-        )
-    return _torch_shard(x, count, process_index(), keep_partial), None, None
-
-
-def _shuffled_slices(elements, num_images, seed):
-    """`from_tensor_slices(elements)` in a new order each epoch, drawn from
-    `seed` alone."""
-    tf = _tf()
-    from keras_simclr.data.pipeline import permutations
-
-    tensors = tf.nest.map_structure(tf.convert_to_tensor, elements)
-    return (
-        permutations(num_images, seed)
-        .unbatch()
-        .map(lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), tensors))
-        .apply(tf.data.experimental.assert_cardinality(num_images))
+    return _backend.per_process_data(
+        x, y, batch_size, shuffle, evaluation, shared_seed
     )
-
-
-def _torch_shard(dataset, count, index, keep_partial=False):
-    """Process `index`'s slice of every global batch of `dataset`; with
-    `keep_partial`, process 0 gets all of a partial global batch and the
-    others none of it."""
-    tf = _tf()
-    from tensorflow.python.data.experimental.ops import distribute as tf_data_distribute
-
-    global_batch = int(tf_data_distribute.compute_batch_size(dataset).numpy())
-    if global_batch < 0:
-        # compute_batch_size cannot see through a map (such as the check
-        # that every batch holds two images): the first batch tells. Every
-        # process reads it, so their pipelines stay in step.
-        for first in dataset.take(1):
-            global_batch = int(tf.shape(tf.nest.flatten(first)[0])[0])
-    if global_batch < 0:
-        raise ValueError(
-            "With several processes the dataset's global batch size must be "
-            "known: batch it with dataset.batch(batch_size). Received: a "
-            f"dataset of element spec {dataset.element_spec}"
-        )
-    if global_batch % count:
-        raise ValueError(
-            "The dataset's batch is the global batch and must be a multiple "
-            f"of the number of processes ({count}). Received: batches of "
-            f"{global_batch}"
-        )
-    local = global_batch // count
-    steps = int(dataset.cardinality().numpy())
-    if keep_partial:
-
-        def own_slice(*batch):
-            size = tf.shape(tf.nest.flatten(batch)[0])[0]
-            full = tf.equal(size, global_batch)
-            start = tf.where(full, index * local, 0 if index == 0 else size)
-            stop = tf.where(full, (index + 1) * local, size)
-            batch = tf.nest.map_structure(lambda t: t[start:stop], batch)
-            return batch if len(batch) > 1 else batch[0]
-
-        return dataset.map(own_slice).prefetch(tf.data.AUTOTUNE)
-
-    def full(*batch):
-        first = tf.nest.flatten(batch)[0]
-        return tf.equal(tf.shape(first)[0], global_batch)
-
-    # A last, partial global batch would leave the processes with unequal
-    # numbers of steps, and the collectives waiting for each other.
-    batch_axes = {
-        spec.shape[0] for spec in tf.nest.flatten(dataset.element_spec)
-    }
-    if batch_axes != {global_batch}:
-        dataset = dataset.filter(full)
-        steps = tf.data.UNKNOWN_CARDINALITY
-    dataset = dataset.rebatch(local).shard(num_shards=count, index=index)
-    if steps >= 0:
-        # Known again, so that Keras knows the length of an epoch.
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
-    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 # === JAX across processes ===
@@ -740,16 +468,16 @@ def initialize_jax_processes(coordinator_address, num_processes, process_id):
     pretrainer.fit(dataset_of_global_batches, epochs=100)
     ```
     """
-    if keras.backend.backend() != "jax":
+    if _BACKEND != "jax":
         raise RuntimeError(
             "initialize_jax_processes starts jax.distributed and needs the "
             "JAX backend; on TensorFlow use "
             "tf.distribute.MultiWorkerMirroredStrategy, on PyTorch "
             "torch.distributed. Received: backend="
-            f"{keras.backend.backend()!r}"
+            f"{_BACKEND!r}"
         )
     if not isinstance(coordinator_address, str) or not all(
-        _is_host_and_port(address) for address in coordinator_address.split(",")
+        _common.is_host_and_port(address) for address in coordinator_address.split(",")
     ):
         raise ValueError(
             "coordinator_address must be 'host:port' (or a comma-separated "
@@ -780,22 +508,7 @@ def initialize_jax_processes(coordinator_address, num_processes, process_id):
             f"{len(addresses)} addresses in coordinator_address="
             f"{coordinator_address!r} for num_processes={num_processes}"
         )
-    import jax
-
-    if jax.distributed.is_initialized():
-        raise RuntimeError(
-            "jax.distributed is initialised already in this process; call "
-            "initialize_jax_processes once per process, before JAX computes "
-            f"anything. Received: process_id={process_id}"
-        )
-    if not jax.config.jax_cpu_collectives_implementation:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    keras.distribution.initialize(coordinator_address, num_processes, process_id)
-
-
-def _is_host_and_port(address):
-    host, _, port = address.strip().rpartition(":")
-    return bool(host) and port.isdigit()
+    _backend.initialize(coordinator_address, num_processes, process_id)
 
 
 @contextlib.contextmanager
@@ -821,12 +534,5 @@ def process_local_variables():
             pretrainer.save("pretrainer.keras")
     ```
     """
-    if keras.backend.backend() != "jax" or process_count() == 1:
+    with _backend.process_local_variables():
         yield
-        return
-    distribution = keras.distribution.distribution()
-    keras.distribution.set_distribution(None)
-    try:
-        yield
-    finally:
-        keras.distribution.set_distribution(distribution)
