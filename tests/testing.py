@@ -1,12 +1,16 @@
 """Shared checks: config and `.keras` round trips, as keras-hub's TestCase,
-the backend's own autodiff and compilation for tests of objectives, and a
-free port for tests that start processes."""
+the backend's own autodiff and compilation for tests of objectives, a free
+port for tests that start processes, and the example scripts run as a user
+runs them."""
 
 import os
 import socket
+import subprocess
+import sys
 
 import keras
 import numpy as np
+import pytest
 from keras import ops
 
 
@@ -126,3 +130,43 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# The example scripts check their flags and the run directory before any
+# backend work, so the tests of those refusals start the script once, in the
+# TensorFlow pass, instead of once per backend.
+flags_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="checks flags and messages only, which do not depend on the "
+    "backend: run in the TensorFlow pass",
+)
+
+# Tests of what an example script does with its data, its run directory or
+# its objective flag train through the whole script, which takes minutes on a
+# compiling backend. The scripts' backend parts are tested in every pass (each
+# script's smoke test, and the library's own tests), so these run once, in
+# the PyTorch pass, the quickest.
+script_behaviour = pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="trains through an example script to check what it does with its "
+    "data and run directory, which does not depend on the backend: run in "
+    "the PyTorch pass",
+)
+
+
+def run_example(script, *flags, timeout=600):
+    """Runs `examples/<script>` with `flags` in the current backend, as a user
+    runs it (the script decides TensorFlow's C++ log level), and returns the
+    `subprocess.CompletedProcess` with its output as text."""
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", script), *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -2,30 +2,18 @@
 its value, before training and without printing their whole help, and print
 no TensorFlow or XLA C++ log lines."""
 
-import os
 import re
-import subprocess
-import sys
 
-import keras
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.testing import flags_only, run_example
+
 # What TensorFlow's and XLA's C++ logging prints at the start of a line.
 CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} |cuInit|absl::InitializeLog", re.MULTILINE)
 
 
 def run_script(name, *flags):
-    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
-    # As a user runs it: the script decides the C++ log level.
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", name), *flags],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_example(name, *flags, timeout=300)
 
 
 def assert_one_line_error(result, message):
@@ -39,10 +27,7 @@ def assert_one_line_error(result, message):
 
 # Flags are parsed before any backend work, so each script starts once, in
 # the TensorFlow pass; the test below runs on every backend.
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="flag parsing does not depend on the backend: run in the TensorFlow pass",
-)
+@flags_only
 @pytest.mark.parametrize(
     "script, flag, message",
     [

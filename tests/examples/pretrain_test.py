@@ -3,8 +3,6 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,31 +10,19 @@ import pytest
 
 import keras_simclr  # noqa: F401  (registers its classes for load_model)
 from tests.data.image_files import write_image
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+from tests.testing import flags_only, run_example, script_behaviour
 
 def run_script(model_dir, *extra):
-    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
-    # As a user runs it: the script decides the C++ log level.
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "examples", "pretrain.py"),
-            f"--model_dir={model_dir}",
-            "--epochs=1",
-            "--max_images=64",
-            "--batch_size=32",
-            "--image_size=8",
-            "--eval_images=64",
-            "--verbose=0",
-            *extra,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return run_example(
+        "pretrain.py",
+        f"--model_dir={model_dir}",
+        "--epochs=1",
+        "--max_images=64",
+        "--batch_size=32",
+        "--image_size=8",
+        "--eval_images=64",
+        "--verbose=0",
+        *extra,
     )
 
 
@@ -68,6 +54,7 @@ def test_pretrain_script_writes_model_flags_and_results(tmp_path):
     assert "retracing" not in output
 
 
+@flags_only
 def test_pretrain_script_rejects_bad_flags(tmp_path):
     result = run_script(tmp_path, "--temperature=0")
     assert result.returncode != 0
@@ -89,6 +76,7 @@ def test_pretrain_script_on_two_cpu_devices(tmp_path):
     assert np.isfinite(results["final_contrastive_loss"])
 
 
+@flags_only
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -122,6 +110,7 @@ def test_pretrain_script_rejects_a_strategy_of_another_backend(tmp_path):
     assert "KERAS_BACKEND" in result.stderr
 
 
+@script_behaviour
 @pytest.mark.parametrize("objective", ["byol"])
 def test_pretrain_script_with_another_objective(tmp_path, objective):
     result = run_script(
@@ -135,6 +124,7 @@ def test_pretrain_script_with_another_objective(tmp_path, objective):
     assert restored.objective.key == objective
 
 
+@flags_only
 def test_pretrain_script_rejects_a_bad_objective_config(tmp_path):
     result = run_script(tmp_path, "--objective=vicreg", "--objective_config={oops")
     assert result.returncode != 0
@@ -151,6 +141,7 @@ def write_folder(folder, count, classes=None, seed=0):
     return folder
 
 
+@script_behaviour
 def test_flat_folder_pretrains_then_reruns_need_overwrite(tmp_path):
     run = tmp_path / "run"
     flat = write_folder(tmp_path / "photos", 40)
@@ -169,12 +160,7 @@ def test_flat_folder_pretrains_then_reruns_need_overwrite(tmp_path):
     assert restored.num_classes is None
 
     # Fine-tuning needs labels, and says so without a traceback.
-    finetune = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "finetune.py"),
-         f"--model_dir={run}"],
-        env=dict(os.environ, KERAS_BACKEND=keras.backend.backend()),
-        capture_output=True, text=True, timeout=600,
-    )
+    finetune = run_example("finetune.py", f"--model_dir={run}")
     assert finetune.returncode != 0
     assert "Fine-tuning needs labels" in finetune.stderr
     assert "Traceback" not in finetune.stderr
@@ -212,6 +198,7 @@ def test_flat_folder_pretrains_then_reruns_need_overwrite(tmp_path):
     assert keras.saving.load_model(run / "pretrainer.keras").num_classes == 3
 
 
+@script_behaviour
 def test_labelled_folder_of_several_sizes_crops_from_full_images(tmp_path):
     # Images of four sizes cannot be batched before the crop: --crop_from=
     # full_image crops each whole image in tf.data, and the evaluations see
@@ -238,6 +225,7 @@ def test_labelled_folder_of_several_sizes_crops_from_full_images(tmp_path):
     )
 
 
+@flags_only
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -273,6 +261,7 @@ def test_pretrain_script_refuses_data_dir_flags_it_cannot_use(
     assert not os.path.exists(tmp_path / "run")
 
 
+@flags_only
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_a_backup_is_resumed_not_refused_or_cleared(tmp_path, overwrite):
     # An interrupted run keeps its backup; rerunning resumes it, with or

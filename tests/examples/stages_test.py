@@ -4,29 +4,21 @@ smallest flags, each reading the run directory the one before wrote."""
 import json
 import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
 import keras_simclr  # noqa: F401  (registers its classes for load_model)
+from tests.testing import ROOT, flags_only, run_example, script_behaviour
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_script(name, *flags):
-    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", name), *flags],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_example(name, *flags, timeout=900)
 
 
+@script_behaviour
 def test_pretrain_finetune_distill_export(tmp_path):
     run = str(tmp_path / "run")
     result = run_script(
@@ -76,6 +68,7 @@ def test_pretrain_finetune_distill_export(tmp_path):
     ]
 
 
+@flags_only
 def test_later_stages_need_the_earlier_ones(tmp_path):
     result = run_script("finetune.py", f"--model_dir={tmp_path}")
     assert result.returncode != 0
@@ -96,6 +89,7 @@ def defined_flags(script):
         return set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', f.read()))
 
 
+@flags_only
 @pytest.mark.parametrize(
     "case, message",
     [
