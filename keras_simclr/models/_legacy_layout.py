@@ -14,17 +14,12 @@ import keras
 
 from keras_simclr import _keras_compat
 from keras_simclr import objectives
-
-# The pretrainer arguments that belonged to objectives, and the order in
-# which the old pretrainer tracked the objective's layers.
-_OBJECTIVE_ARGUMENTS = (
-    "temperature",
-    "prediction_head",
-    "momentum",
-    "momentum_schedule_steps",
-    "queue_size",
-    "memory_queue",
+from keras_simclr.objectives._arguments import (
+    DEPRECATED_ARGUMENTS as _OBJECTIVE_ARGUMENTS,
 )
+
+# The order in which the old pretrainer tracked the objective's layers; the
+# pretrainer arguments that belonged to objectives are `_OBJECTIVE_ARGUMENTS`.
 _OBJECTIVE_LAYERS = ("prediction_head", "target_encoder", "target_projection_head")
 
 
