@@ -26,12 +26,6 @@ from keras_simclr.losses.unigrad import unigrad_correlation
 from keras_simclr.losses.unigrad import update_correlation
 from keras_simclr.losses.vicreg import VICReg
 from keras_simclr.losses.vicreg import vicreg
+from keras_simclr.losses._deprecated import moved_to_momentum
 
-
-def __getattr__(name):
-    # Moved to `keras_simclr.objectives`, with the momentum methods.
-    if name in ("cosine_momentum", "update_queue"):
-        from keras_simclr.objectives import momentum
-
-        return getattr(momentum, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_to_momentum(__name__, ("cosine_momentum", "update_queue"))

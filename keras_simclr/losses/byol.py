@@ -4,18 +4,13 @@ import keras
 from keras import ops
 
 from keras_simclr import _validation
+from keras_simclr.losses._deprecated import moved_to_momentum
 from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 _KEYS = ("prediction", "target")
 
 
-def __getattr__(name):
-    # `cosine_momentum` moved to `keras_simclr.objectives.momentum`.
-    if name == "cosine_momentum":
-        from keras_simclr.objectives.momentum import cosine_momentum
-
-        return cosine_momentum
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_to_momentum(__name__, ("cosine_momentum",))
 
 
 def _paired_cosines(p, z):

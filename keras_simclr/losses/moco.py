@@ -5,18 +5,13 @@ from keras import ops
 
 from keras_simclr import _validation
 from keras_simclr._validation import check_matrix
+from keras_simclr.losses._deprecated import moved_to_momentum
 from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 _KEYS = ("query", "key", "queue")
 
 
-def __getattr__(name):
-    # `update_queue` moved to `keras_simclr.objectives.momentum`.
-    if name == "update_queue":
-        from keras_simclr.objectives.momentum import update_queue
-
-        return update_queue
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_to_momentum(__name__, ("update_queue",))
 
 
 def moco_infonce(q, k, queue, temperature=0.2):
