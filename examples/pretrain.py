@@ -782,7 +782,7 @@ def main(argv):
                 )
             }
         num_test_images = len(data.eval_test[0]) if labelled else 0
-        loss_name = objectives.OBJECTIVES[FLAGS.objective].loss_metric_name
+        loss_name = objectives.OBJECTIVES[FLAGS.objective].loss_metric()
         results = {
             "backend": keras.backend.backend(),
             "strategy": FLAGS.strategy,
