@@ -27,7 +27,6 @@ import keras
 
 from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
-from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
 
 ENDPOINT_NAME = "serve"
 INPUT_NAME = "images"
@@ -98,13 +97,14 @@ def export_saved_model(
 
     The outputs:
 
-    - a model with a method `export_outputs(images)` (such as
-      `SimCLRClassifier`): the dict that method returns for the prepared
-      images;
-    - a `SimCLRPretrainer`: `"features"` (encoder output), `"projection"`
-      (projection head output) and, when it has a linear probe, `"logits"`.
-      Its augmentation, prediction head and momentum target are not
-      exported;
+    - a model with a method `export_outputs(images)`, as every
+      `keras_simclr.models.Task` has: the dict that method returns for the
+      prepared images. A `SimCLRPretrainer` gives `"features"` (encoder
+      output), `"projection"` (projection head output) and, when it has a
+      linear probe, `"logits"` (its augmentation, prediction head and
+      momentum target are not exported); a `SimCLRClassifier` its
+      features, head features and logits; a `SimCLRDistiller` its
+      student's;
     - any other model: its output, under the key `"features"` when it is one
       tensor (an encoder such as `keras_simclr.models.ResNet`), or the dict
       it returns.
@@ -347,19 +347,6 @@ def _output_function(model):
     if callable(export_outputs):
         source = f"{type(model).__name__}.export_outputs"
         return lambda images: _check_outputs(export_outputs(images), source)
-    if isinstance(model, SimCLRPretrainer):
-
-        def pretrainer_outputs(images):
-            features = model.encoder(images, training=False)
-            outputs = {
-                "features": features,
-                "projection": model.projection_head(features, training=False),
-            }
-            if model.probe is not None:
-                outputs["logits"] = model.probe(features)
-            return outputs
-
-        return pretrainer_outputs
 
     def model_outputs(images):
         outputs = model(images, training=False)

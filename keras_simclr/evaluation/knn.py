@@ -14,8 +14,7 @@ from keras import ops
 from keras_simclr import _validation
 from keras_simclr import distribute
 from keras_simclr.layers import data_layer
-from keras_simclr.models.simclr_classifier import SimCLRClassifier
-from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
+from keras_simclr.models.task import Task
 
 # Indices of training features are handled as float32, exact up to 2**24.
 MAX_TRAIN_FEATURES = 2**24
@@ -365,12 +364,7 @@ def check_image_range(encoder, data, name, preprocessing=None, batch_size=256):
             `name` and what declares the range.
     """
     check_encoder(encoder)
-    if isinstance(encoder, SimCLRPretrainer):
-        words = "the pretrainer"
-    elif isinstance(encoder, SimCLRClassifier):
-        words = "the classifier"
-    else:
-        words = "the encoder"
+    words = f"the {encoder.noun}" if _has_encoder(encoder) else "the encoder"
     value_range, owner = data_layer.inference_value_range(encoder, words)
     if value_range is None:
         return
@@ -484,11 +478,20 @@ def resolve_encoder(encoder, preprocessing):
     back with `preprocessing` as given."""
     check_encoder(encoder)
     check_preprocessing(preprocessing)
-    if isinstance(encoder, (SimCLRPretrainer, SimCLRClassifier)):
+    if _has_encoder(encoder):
         if preprocessing is None:
             preprocessing = encoder.evaluation_views
         encoder = encoder.encoder
     return encoder, preprocessing
+
+
+def _has_encoder(model):
+    """Whether `model` is a task that computes features with an encoder of
+    its own (a pretrainer, a classifier), seen through its evaluation
+    transform."""
+    return isinstance(model, Task) and isinstance(
+        getattr(model, "encoder", None), keras.layers.Layer
+    )
 
 
 def _check_knn_arguments(k, temperature, chunk_size):

@@ -23,8 +23,7 @@ def check_fit_batches(model, x, batch_size, kwargs):
     """Refuses `fit(x, batch_size=..., **kwargs)` arguments with which
     `model` (a `SimCLRPretrainer`) cannot train.
 
-    Checks that `class_weight` is not given (Keras would turn it into sample
-    weights and report those), that the objective can take the global batch
+    Checks that the objective can take the global batch
     (`objective.check_batch_size`: MoCo's queue, SimCLR's memory), and
     under a `tf.distribute` strategy that every batch, the last one
     included, splits evenly over the replicas.
@@ -38,14 +37,6 @@ def check_fit_batches(model, x, batch_size, kwargs):
     Raises:
         ValueError: naming the argument and what was received.
     """
-    name = type(model).__name__
-    class_weight = kwargs.get("class_weight")
-    if class_weight is not None:
-        raise ValueError(
-            f"{name} does not take class weights: each image's loss depends on "
-            "the whole batch, and the labels only train the linear probe. "
-            f"Received: class_weight={_short(class_weight)}"
-        )
     objective = getattr(model, "objective", None)
     checks_batch = objective is not None and (
         type(objective).check_batch_size is not Objective.check_batch_size
@@ -133,8 +124,3 @@ def check_replica_split(batch, num_images, replicas):
             f"batch_size={batch} is a multiple of {replicas}. Received: "
             f"{num_images} images, batch_size={batch}"
         )
-
-
-def _short(value):
-    text = repr(value)
-    return text if len(text) <= 200 else text[:200] + "..."

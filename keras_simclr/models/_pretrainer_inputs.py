@@ -98,15 +98,10 @@ class PretrainerInputChecks:
             f"{tuple(view_shape)}, encoder input shape {expected}"
         )
 
-    def _validate_data(self, x, y, batch_size, sample_weight, prefix=None):
+    def _validate_data(self, x, y, batch_size, prefix=None):
         """Checks what can be checked before training starts."""
         x_name = f"{prefix}[0]" if prefix else "x"
         y_name = f"{prefix}[1]" if prefix else "y"
-        if sample_weight is not None:
-            raise ValueError(
-                "SimCLRPretrainer does not take sample weights. "
-                f"Received: sample_weight of type {type(sample_weight).__name__}"
-            )
         if batch_size is not None and (
             isinstance(batch_size, bool)
             or not isinstance(batch_size, int)

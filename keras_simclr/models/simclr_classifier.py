@@ -1,6 +1,5 @@
 """A classifier on a SimCLR encoder: linear evaluation and fine-tuning."""
 
-import copy
 import inspect
 
 import keras
@@ -8,17 +7,16 @@ from keras import ops
 
 from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
-from keras_simclr.layers import data_layer
 from keras_simclr.layers.projection_head import ProjectionHead
 from keras_simclr.models._frozen_parts import FrozenPartsMixin
 from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
-from keras_simclr import distribute
+from keras_simclr.models.task import Task
 
 MODES = ("finetune", "linear")
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class SimCLRClassifier(FrozenPartsMixin, keras.Model):
+class SimCLRClassifier(FrozenPartsMixin, Task):
     """A linear classifier on a (pre)trained encoder, for evaluation or
     fine-tuning, as in SimCLR v1 and v2.
 
@@ -129,6 +127,13 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         - [Chen et al., 2020](https://arxiv.org/abs/2006.10029), SimCLR v2,
           fine-tuning from a middle layer of the projection head.
     """
+
+    config_layers = {
+        "pretrainer_or_encoder": "encoder",
+        "projection_head": "projection_head",
+        "evaluation_transform": "evaluation_transform",
+    }
+    noun = "classifier"
 
     def __init__(
         self,
@@ -316,12 +321,6 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         outputs["logits"] = self.linear_classifier(hidden)
         return outputs
 
-    def evaluation_views(self, images):
-        """The encoder's inputs for `images` at inference: unchanged at the
-        view size of `evaluation_transform` (or without one), else its
-        inference call (`training=False`)."""
-        return _evaluation_transform.apply(self.evaluation_transform, images)
-
     def call(self, images, training=None):
         if not training:
             images = self.evaluation_views(images)
@@ -342,14 +341,21 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
 
     # === Training entry points ===
 
+    def default_optimizer(self):
+        """SGD with Nesterov momentum 0.9 and learning rate 0.1, the
+        official fine-tuning optimizer (`--optimizer=momentum`) at its
+        linear-evaluation rate per 256 images; scale it to your batch."""
+        return keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True)
+
     def compile(self, optimizer="auto", loss="auto", *, metrics="auto", **kwargs):
         """Configures training, with defaults for each argument left "auto".
 
         Args:
-            optimizer: `"auto"` for SGD with Nesterov momentum 0.9 and
-                learning rate 0.1, the official fine-tuning optimizer
-                (`--optimizer=momentum`) at its linear-evaluation rate per
-                256 images; scale it to your batch size. Or any optimizer.
+            optimizer: `"auto"` for `default_optimizer()`: SGD with
+                Nesterov momentum 0.9 and learning rate 0.1, the official
+                fine-tuning optimizer (`--optimizer=momentum`) at its
+                linear-evaluation rate per 256 images; scale it to your
+                batch size. Or any optimizer.
             loss: `"auto"` for sparse categorical cross-entropy from logits.
                 Or any loss that takes logits: the model outputs logits, so
                 a loss that expects probabilities (`from_logits=False`,
@@ -362,10 +368,6 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         Raises:
             ValueError: if `loss` expects probabilities rather than logits.
         """
-        if optimizer == "auto":
-            optimizer = keras.optimizers.SGD(
-                learning_rate=0.1, momentum=0.9, nesterov=True
-            )
         if loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         _check_loss_takes_logits(loss)
@@ -385,54 +387,24 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
                 )
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
-    def fit(self, x=None, y=None, batch_size=None, **kwargs):
-        distribute.check_supported(self)
-        self._check_data(x, y, kwargs.get("validation_data"))
-        self._check_image_range(x, batch_size, kwargs.get("validation_data"))
-        return super().fit(x, y, batch_size=batch_size, **kwargs)
+    @property
+    def label_use(self):
+        # Class ids are checked when the loss takes them; a user's own loss
+        # may take labels of another form (one-hot, soft).
+        return "required" if getattr(self, "_sparse_labels", False) else None
 
-    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
-        self._check_data(x, y)
+    def _check_fit_data(self, x, y, batch_size, kwargs):
+        validation_data = kwargs.get("validation_data")
+        self._check_labels(x, y, validation_data)
+        # As the pretrainer: images on another scale than in pretraining
+        # would give other features without a word.
+        self._check_image_range(x, batch_size, validation_data)
+        return x, y, batch_size, kwargs
+
+    def _check_evaluation_data(self, x, y, batch_size, kwargs):
+        self._check_labels(x, y)
         self._check_image_range(x, batch_size)
-        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
-
-    def predict(self, x, batch_size=None, *args, **kwargs):
-        self._check_image_range(x, batch_size)
-        return super().predict(x, batch_size, *args, **kwargs)
-
-    def _check_image_range(self, x, batch_size, validation_data=None):
-        """Checks the first batch of images against the range the encoder
-        reads them in (its `value_range`, else the evaluation transform's),
-        as the pretrainer does: images on another scale than in
-        pretraining would give other features without a word."""
-        value_range, owner = data_layer.inference_value_range(
-            self, "the classifier"
-        )
-        data_layer.check_input_range(x, value_range, "x", owner, batch_size)
-        if isinstance(validation_data, (tuple, list)) and validation_data:
-            validation_data = validation_data[0]
-            name = "validation_data[0]"
-        else:
-            name = "validation_data"
-        data_layer.check_input_range(
-            validation_data, value_range, name, owner, batch_size
-        )
-
-    def _check_data(self, x, y, validation_data=None):
-        """Checks the labels as the pretrainer and the distiller do."""
-        if getattr(self, "_sparse_labels", False):
-            _validation.check_fit_labels(
-                x, y, validation_data, self.num_classes, "SimCLRClassifier",
-                labels_required=True,
-            )
-
-    def compile_from_config(self, config):
-        # `compile` is overridden (for its defaults), so Keras leaves
-        # restoring the compiled state to the model.
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
+        return x, y
 
     # === Config ===
 
@@ -440,36 +412,13 @@ class SimCLRClassifier(FrozenPartsMixin, keras.Model):
         config = super().get_config()
         config.update(
             {
-                "pretrainer_or_encoder": keras.saving.serialize_keras_object(
-                    self.encoder
-                ),
                 "num_classes": self.num_classes,
                 "head_layers": self.head_layers,
-                "projection_head": (
-                    keras.saving.serialize_keras_object(self.projection_head)
-                    if self.projection_head is not None
-                    else None
-                ),
                 "mode": self.mode,
                 "dropout": self.dropout,
-                "evaluation_transform": (
-                    keras.saving.serialize_keras_object(self.evaluation_transform)
-                    if self.evaluation_transform is not None
-                    else None
-                ),
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        # Deserialising a functional model consumes parts of its config.
-        config = copy.deepcopy(config)
-        keys = ("pretrainer_or_encoder", "projection_head", "evaluation_transform")
-        for key in keys:
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 
 
 def _check_loss_takes_logits(loss):

@@ -1,6 +1,5 @@
 """SimCLR v2 distillation: a student learns a fixed teacher's predictions."""
 
-import copy
 import warnings
 
 import keras
@@ -9,14 +8,13 @@ from keras import ops
 
 from keras_simclr import _evaluation_transform
 from keras_simclr import _validation
-from keras_simclr import distribute
 from keras_simclr.layers import data_layer
 from keras_simclr.losses.distillation import distillation_loss
 from keras_simclr.models import _in_step_augmentation
-from keras_simclr.models._compile import restore_compiled_state
 from keras_simclr.models._frozen_parts import FrozenPartsMixin
 from keras_simclr.models.simclr_classifier import SimCLRClassifier
 from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
+from keras_simclr.models.task import Task
 
 # The constructor's arguments in their positional order, which still works
 # (with a DeprecationWarning).
@@ -27,7 +25,7 @@ _DEFAULTS = {"temperature": 1.0, "labelled_loss_weight": 0.0, "augmentation": No
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class SimCLRDistiller(FrozenPartsMixin, keras.Model):
+class SimCLRDistiller(FrozenPartsMixin, Task):
     """SimCLR v2 distillation: trains a student on a fixed teacher's
     predictions, on unlabeled images.
 
@@ -138,6 +136,15 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
         - [Hinton et al., 2015](https://arxiv.org/abs/1503.02531),
           Distilling the Knowledge in a Neural Network.
     """
+
+    config_layers = {
+        "teacher": "teacher",
+        "student": "student",
+        "augmentation": "augmentation",
+    }
+    builtin_loss = "loss (distillation, plus the labelled cross-entropy)"
+    noun = "distiller"
+    unweighted_reason = "the distillation loss weighs every image alike"
 
     def __init__(
         self,
@@ -291,12 +298,6 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
             return teacher_transform
         return own
 
-    def evaluation_views(self, images):
-        """The inputs of teacher and student for `images` at inference:
-        unchanged at the view size of `evaluation_transform` (or without
-        one), else its inference call (`training=False`)."""
-        return _evaluation_transform.apply(self.evaluation_transform, images)
-
     def call(self, images, training=False):
         if not training:
             return self.student(self.evaluation_views(images), training=False)
@@ -327,14 +328,7 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
 
     # === Objective ===
 
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        if sample_weight is not None:
-            raise ValueError(
-                "SimCLRDistiller does not take sample weights. Received: "
-                f"sample_weight={getattr(sample_weight, 'shape', sample_weight)}"
-            )
+    def compute_task_loss(self, x, y, y_pred, training):
         if isinstance(y_pred, dict):
             student_logits = y_pred["logits"]
             teacher_logits = y_pred["teacher_logits"]
@@ -376,10 +370,7 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
             self.accuracy_tracker.update_state(labels, student_logits)
             weight = self.labelled_loss_weight
             total = (1.0 - weight) * distillation + weight * labelled
-        for extra in self.losses:
-            total = total + ops.cast(ops.sum(extra), "float32")
-        # The replicas' gradients are summed: each contributes 1/R of its loss.
-        return distribute.scale_loss(total)
+        return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, dict):
@@ -389,57 +380,19 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
             # Without labels there is no labelled loss or accuracy to report.
             for name in (self.labelled_loss_tracker.name, self.accuracy_tracker.name):
                 logs.pop(name, None)
-        return distribute.reducible_logs(self, logs)
+        return logs
 
     # === Training entry points ===
 
-    def compile(self, optimizer="auto", loss=None, **kwargs):
-        """Configures training; the loss is built in, so `loss` is not
-        accepted.
+    def default_optimizer(self):
+        """SGD with Nesterov momentum 0.9 and learning rate 0.1, the
+        optimizer with which `SimCLRClassifier` fine-tunes (the official
+        code's `--optimizer=momentum`), since the student is trained as a
+        classifier on the teacher's labels; scale the rate to your batch
+        size."""
+        return keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True)
 
-        Args:
-            optimizer: `"auto"` (default) for SGD with Nesterov momentum 0.9
-                and learning rate 0.1, the optimizer with which
-                `SimCLRClassifier` fine-tunes (the official code's
-                `--optimizer=momentum`), since the student is trained as a
-                classifier on the teacher's labels; scale the rate to your
-                batch size. Or any Keras optimizer.
-            **kwargs: other arguments of `keras.Model.compile`.
-        """
-        if optimizer == "auto":
-            optimizer = keras.optimizers.SGD(
-                learning_rate=0.1, momentum=0.9, nesterov=True
-            )
-        if loss is not None:
-            raise ValueError(
-                "SimCLRDistiller computes its own loss (distillation, plus the "
-                f"labelled cross-entropy); do not pass `loss`. Received: loss={loss!r}"
-            )
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        restore_compiled_state(self, config)
-
-    def fit(self, x=None, y=None, batch_size=None, **kwargs):
-        distribute.check_supported(self)
-        for name in ("class_weight", "sample_weight"):
-            # Keras turns class weights into sample weights, which the loss
-            # would report under the wrong name after the first step.
-            if kwargs.get(name) is not None:
-                value = kwargs[name]
-                raise ValueError(
-                    f"SimCLRDistiller does not take {name.replace('_', ' ')}s: "
-                    "the distillation loss weighs every image alike. Received: "
-                    f"{name}={getattr(value, 'shape', value)}"
-                )
-        self._check_data(x, y, kwargs.get("validation_data"))
-        return super().fit(x, y, batch_size=batch_size, **kwargs)
-
-    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
-        self._check_data(x, y)
-        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
-
-    def _num_classes(self, x):
+    def _labels_num_classes(self, x):
         """The student's number of classes, from its output shape."""
         classes = getattr(self.student, "num_classes", None)
         if isinstance(classes, int):
@@ -455,40 +408,17 @@ class SimCLRDistiller(FrozenPartsMixin, keras.Model):
             return None
         return output[-1] if isinstance(output[-1], int) else None
 
-    def _check_data(self, x, y, validation_data=None):
-        """Checks the labels, if any, as the pretrainer and classifier do."""
-        _validation.check_fit_labels(
-            x, y, validation_data, self._num_classes(x), "SimCLRDistiller",
-            labels_required=False,
-        )
-
     # === Config ===
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "teacher": keras.saving.serialize_keras_object(self.teacher),
-                "student": keras.saving.serialize_keras_object(self.student),
                 "temperature": self.temperature,
                 "labelled_loss_weight": self.labelled_loss_weight,
-                "augmentation": (
-                    keras.saving.serialize_keras_object(self.augmentation)
-                    if self.augmentation is not None
-                    else None
-                ),
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        # Deserialising a functional model consumes parts of its config.
-        config = copy.deepcopy(config)
-        for key in ("teacher", "student", "augmentation"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 
 
 def _output_shape(model, input_shape, name):

@@ -1,6 +1,6 @@
 """SimCLR pretraining as a `keras.Model` that `fit()` trains on any backend."""
 
-import copy
+import contextlib
 
 import keras
 from keras import ops
@@ -16,17 +16,17 @@ from keras_simclr.layers.augmentation_pair import AugmentationPair
 from keras_simclr.models import _batch_checks
 from keras_simclr.models import _in_step_augmentation
 from keras_simclr.models import _legacy_layout
-from keras_simclr.models._compile import restore_compiled_state
 from keras_simclr.models._pretrainer_inputs import PretrainerInputChecks
 from keras_simclr.models._pretrainer_inputs import augmentation_layer
 from keras_simclr.models._pretrainer_inputs import check_view_keys
 from keras_simclr.models._pretrainer_inputs import input_shape_of
 from keras_simclr.models._pretrainer_inputs import pipeline_errors_as_value_errors
+from keras_simclr.models.task import Task
 from keras_simclr.optimizers.lars import LARS
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
+class SimCLRPretrainer(PretrainerInputChecks, Task):
     """SimCLR pretraining: two views per image, encoder, head and objective.
 
     Each training step makes two augmented views of every image of the batch,
@@ -158,6 +158,21 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
     References:
         - [Chen et al., 2020](https://arxiv.org/abs/2002.05709), SimCLR.
     """
+
+    config_layers = {
+        "encoder": "encoder",
+        "augmentation": "augmentation",
+        "projection_head": "projection_head",
+        "objective": "objective",
+    }
+    builtin_loss = "objective (NT-Xent, plus the probe's cross-entropy)"
+    label_use = "probe"
+    trains_across_processes = True
+    noun = "pretrainer"
+    unweighted_reason = (
+        "each image's loss depends on the whole batch, and the labels only "
+        "train the linear probe"
+    )
 
     def __init__(
         self,
@@ -310,32 +325,36 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
     def evaluation_transform(self):
         """The layer whose inference call is the evaluation transform: the
         augmentation (the first view's of an augmentation pair), or None
-        without an augmentation."""
-        return _evaluation_transform.transform_layer(self.augmentation)
+        without an augmentation.
 
-    def evaluation_views(self, images):
-        """The encoder's inputs for `images` outside training.
-
-        Images whose height and width already equal the augmentation's view
-        size pass unchanged (they are taken as already transformed: arrays
-        stored at the view size, or a pipeline that applied the transform
-        per image); images of another size go through the augmentation's
-        evaluation transform, `augmentation(images, training=False)`: for
+        `evaluation_views(images)` passes images whose height and width
+        already equal the augmentation's view size unchanged (they are
+        taken as already transformed: arrays stored at the view size, or a
+        pipeline that applied the transform per image) and sends images of
+        another size through `augmentation(images, training=False)`: for
         `SimCLRAugmentation`'s `"imagenet"` preset, a centre crop of 87.5%
         of the image resized bicubically to the view size, as the official
         SimCLR evaluation; for `"cifar"`, the whole image resized
-        bilinearly. Without an augmentation, images pass unchanged.
-        `call(images, training=False)`, hence `predict` and the probe of
-        `evaluate`, and the library's kNN and linear evaluation, export and
-        the classifiers built from this pretrainer, all go through it.
-
-        Args:
-            images: a batch of images `(batch, height, width, channels)`.
-
-        Returns:
-            The batch at the view size.
+        bilinearly. `call(images, training=False)`, hence `predict` and the
+        probe of `evaluate`, and the library's kNN and linear evaluation,
+        export and the classifiers built from this pretrainer, all go
+        through it.
         """
-        return _evaluation_transform.apply(self.evaluation_transform, images)
+        return _evaluation_transform.transform_layer(self.augmentation)
+
+    def export_outputs(self, images):
+        """Inference outputs for export, as a dict, on
+        `evaluation_views(images)`: `"features"` (encoder output),
+        `"projection"` (projection head output) and, with a linear probe,
+        `"logits"` (the probe's)."""
+        features = self.encoder(self.evaluation_views(images), training=False)
+        outputs = {
+            "features": features,
+            "projection": self.projection_head(features, training=False),
+        }
+        if self.probe is not None:
+            outputs["logits"] = self.probe(features)
+        return outputs
 
     def call(self, inputs, training=False):
         if isinstance(inputs, dict):
@@ -354,15 +373,7 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
 
     # === Loss ===
 
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        if sample_weight is not None:
-            raise ValueError(
-                "SimCLRPretrainer does not take sample weights: each image's "
-                "loss depends on the whole batch. Received: sample_weight="
-                f"{getattr(sample_weight, 'shape', sample_weight)}"
-            )
+    def compute_task_loss(self, x, y, y_pred, training):
         if isinstance(x, dict) or training:
             pair_outputs = y_pred
         else:
@@ -379,7 +390,6 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
         total = ops.cast(
             self.objective.compute_loss(pair_outputs, labels, training), "float32"
         )
-
         if y is not None and (self.probe is not None or not self.objective.needs_labels):
             self._require_probe(f"y of shape {tuple(y.shape)}")
             weight = ops.cast(ops.shape(labels)[0], "float32")
@@ -395,50 +405,23 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             self.probe_loss_tracker.update_state(probe_loss, sample_weight=weight)
             self.probe_accuracy_tracker.update_state(labels, logits)
             total = total + probe_loss
-
-        for extra in self.losses:
-            total = total + ops.cast(ops.sum(extra), "float32")
-        # The replicas' gradients are summed: each contributes 1/R of its loss.
-        return distribute.scale_loss(total)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        logs = super().compute_metrics(x, y, y_pred, sample_weight)
-        return distribute.reducible_logs(self, logs)
+        return total
 
     # === Training entry points ===
 
-    def compile(self, optimizer="auto", loss=None, **kwargs):
-        """Configures training; the objective is built in, so `loss` is not
-        accepted.
+    def default_optimizer(self):
+        """SimCLR's optimizer (its Section B.1), for `compile("auto")`:
+        `keras_simclr.optimizers.LARS` with momentum 0.9, weight decay 1e-6
+        (batch-norm parameters and biases excluded) and learning rate 0.3,
+        the paper's rate per 256 images; scale it to your batch with
+        `keras_simclr.optimizers.scale_learning_rate` and add a warm-up and
+        cosine decay (`WarmupCosineDecay`) for long runs."""
+        return LARS(0.3, momentum=0.9, weight_decay=1e-6)
 
-        Args:
-            optimizer: `"auto"` (default) for SimCLR's optimizer (its
-                Section B.1): `keras_simclr.optimizers.LARS` with momentum
-                0.9, weight decay 1e-6 (batch-norm parameters and biases
-                excluded) and learning rate 0.3, the paper's rate per 256
-                images; scale it to your batch with
-                `keras_simclr.optimizers.scale_learning_rate` and add a
-                warm-up and cosine decay (`WarmupCosineDecay`) for long
-                runs. Or any Keras optimizer.
-            **kwargs: other arguments of `keras.Model.compile`.
-        """
-        if optimizer == "auto":
-            optimizer = LARS(0.3, momentum=0.9, weight_decay=1e-6)
-        if loss is not None:
-            raise ValueError(
-                "SimCLRPretrainer computes its own objective (NT-Xent, plus "
-                "the probe's cross-entropy); do not pass `loss`. "
-                f"Received: loss={loss!r}"
-            )
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        restore_compiled_state(self, config)
-
-    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+    def _check_fit_data(self, x, y, batch_size, kwargs):
         if keras.backend.backend() == "tensorflow":
             cpu_defaults.check_onednn()
-        self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
+        self._validate_data(x, y, batch_size)
         _batch_checks.check_fit_batches(self, x, batch_size, kwargs)
         x = self._check_views_are_made(x)
         if not self.built:
@@ -448,13 +431,11 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
                 with distribute.model_scope(self):
                     self.build(input_shape)
         validation_data = kwargs.get("validation_data")
-        processes = distribute.process_count()
         if isinstance(validation_data, (tuple, list)):
             self._validate_data(
                 validation_data[0],
                 validation_data[1] if len(validation_data) > 1 else None,
                 kwargs.get("validation_batch_size") or batch_size,
-                None,
                 prefix="validation_data",
             )
         elif _validation.is_tf_dataset(validation_data):
@@ -464,148 +445,49 @@ class SimCLRPretrainer(PretrainerInputChecks, keras.Model):
             )
         if _validation.is_tf_dataset(x):
             x = _validation.check_batches_hold_two_images(x, "x")
-        if processes > 1:
-            x, y, batch_size, kwargs = self._per_process_data(
-                x, y, batch_size, kwargs
-            )
+        return x, y, batch_size, kwargs
+
+    def _check_evaluation_data(self, x, y, batch_size, kwargs):
+        self._validate_data(x, y, batch_size)
+        if _validation.is_tf_dataset(x):
+            # On the global batches: with several processes, some may
+            # hold no image of the last one.
+            x = _validation.check_batches_hold_two_images(x, "x")
+        return x, y
+
+    @contextlib.contextmanager
+    def _training_context(self):
         with pipeline_errors_as_value_errors(), distribute.global_batch_norm(
             self,
             [self.encoder, self.projection_head, *self.objective.networks()],
             enabled=self.global_bn,
         ):
-            return super().fit(x, y, batch_size=batch_size, **kwargs)
+            yield
 
-    def _per_process_data(self, x, y, batch_size, kwargs):
-        """This process's share of `fit()`'s data when several train."""
-        if not self.built:
-            raise ValueError(
-                "With several processes the pretrainer must be built before "
-                "fit(), so that every process starts from the same weights: "
-                "call pretrainer.build(input_shape) first, or give data whose "
-                f"shape is known. Received: x of type {type(x).__name__}"
-            )
-        distribute.broadcast_weights(self)
-        kwargs = dict(kwargs)
-        x, y, batch_size = distribute.per_process_data(
-            x, y, batch_size, kwargs.pop("shuffle", True)
-        )
-        # The arrays' shuffling, if asked for, is now in the pipeline.
-        kwargs["shuffle"] = False
-        validation_data = kwargs.get("validation_data")
-        if validation_data is not None:
-            if isinstance(validation_data, (tuple, list)):
-                vx = validation_data[0]
-                vy = validation_data[1] if len(validation_data) > 1 else None
-            else:
-                vx, vy = validation_data, None
-            vx, vy, _ = distribute.per_process_data(
-                vx,
-                vy,
-                kwargs.pop("validation_batch_size", None) or batch_size,
-                shuffle=False,
-                evaluation=True,
-            )
-            kwargs["validation_data"] = vx if vy is None else (vx, vy)
-        return x, y, batch_size, kwargs
-
-    def get_metrics_result(self):
-        # Keras reads the metrics both for each step's logs and for the
-        # epoch's: with several torch processes, over all their data.
-        return distribute.metrics_result(self, super().get_metrics_result)
-
-    # The backends' steps take different arguments (JAX: `state, data`).
-    def train_step(self, *args):
-        if distribute.torch_process_count() > 1:
-            return distribute.torch_train_step(self, *args)
-        return super().train_step(*args)
-
-    def test_step(self, *args):
-        if distribute.torch_process_count() > 1:
-            return distribute.torch_test_step(self, *args)
-        return super().test_step(*args)
-
-    def predict(self, x, batch_size=None, *args, **kwargs):
-        """Keras's `predict`, after checking the images' range.
-
-        The first batch of arrays, tensors or a `tf.data` dataset is checked
-        against the range the pretrainer reads images in (its encoder's
-        `value_range`, else its augmentation's) with the rule of
-        `keras_simclr.layers.data_layer.check_value_range`, so that images
-        on another scale than in training (`x / 255.` after training on
-        uint8 images) raise a `ValueError` instead of moved features.
-        """
-        value_range, owner = data_layer.inference_value_range(
-            self, "the pretrainer"
-        )
-        data_layer.check_input_range(x, value_range, "x", owner, batch_size)
-        return super().predict(x, batch_size, *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
-        self._validate_data(x, y, batch_size, kwargs.get("sample_weight"))
-        if _validation.is_tf_dataset(x):
-            # On the global batches: with several processes, some may
-            # hold no image of the last one.
-            x = _validation.check_batches_hold_two_images(x, "x")
-        if distribute.process_count() > 1:
-            # Each process evaluates its share of every global batch.
-            x, y, batch_size = distribute.per_process_data(
-                x, y, batch_size, shuffle=False, evaluation=True
-            )
-        if not _validation.is_tf_dataset(x):
-            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
-        # On JAX, Keras's evaluate() lifts the variables' values out of the
-        # model (and donates their buffers to the compiled step) and puts
-        # them back only when it ends normally: an error from the pipeline
-        # would leave the model without weights. evaluate() changes no model
-        # variable, so copies are kept to put back.
-        saved = []
-        if keras.backend.backend() == "jax":
-            saved = [(v, ops.copy(v.value)) for v in self.variables]
-        try:
-            with pipeline_errors_as_value_errors():
-                return super().evaluate(x, y, batch_size=batch_size, **kwargs)
-        except BaseException:
-            for variable, value in saved:
-                variable.assign(value)
-            raise
+    def _pipeline_errors(self):
+        return pipeline_errors_as_value_errors()
 
     # === Config ===
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "augmentation": (
-                    keras.saving.serialize_keras_object(self.augmentation)
-                    if self.augmentation is not None
-                    else None
-                ),
-                "projection_head": keras.saving.serialize_keras_object(
-                    self.projection_head
-                ),
-                "num_classes": self.num_classes,
-                "objective": keras.saving.serialize_keras_object(self.objective),
-                "global_bn": self.global_bn,
-            }
-        )
+        config.update({"num_classes": self.num_classes, "global_bn": self.global_bn})
         return config
 
     @classmethod
     def from_config(cls, config):
-        # Deserialising a functional model consumes parts of its config.
-        config = copy.deepcopy(config)
         legacy = isinstance(config.get("objective", "simclr"), str)
-        if legacy:
+        model = super().from_config(config)
+        model._legacy_layout = legacy
+        return model
+
+    @classmethod
+    def _upgrade_config(cls, config):
+        if isinstance(config.get("objective", "simclr"), str):
             # Written before objectives were classes: the objective's
             # arguments are the pretrainer's, at their defaults where unused.
             _legacy_layout.objective_arguments_from_config(config)
-        for key in ("encoder", "augmentation", "projection_head", "objective"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        model = cls(**config)
-        model._legacy_layout = legacy
-        return model
+        return config
 
     def load_own_variables(self, store):
         if getattr(self, "_legacy_layout", False):

@@ -33,7 +33,7 @@ Adding an objective to the library:
    its import), which makes `objective="<key>"` and the example's
    `--objective=<key>` know it;
 4. a test in `tests/objectives/`; the pretrainer tests of
-   `tests/models/objectives_test.py` run every registered objective.
+   `tests/objectives/fit_and_save_test.py` run every registered objective.
 """
 
 from keras_simclr.objectives._arguments import arguments

@@ -1,7 +1,7 @@
 """Trains the tiny pretrainers of distribute_worker.py on the PyTorch backend,
 in one process or as one process of a `torch.distributed` (gloo) group.
 
-Run by tests/torch_ddp_test.py:
+Run by tests/distribute/torch_ddp_test.py:
 
     python torch_ddp_worker.py --mode=single --out=single.npz
     RANK=r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=p \\

@@ -1,6 +1,6 @@
 """One process of a JAX training group on 127.0.0.1, or its one-process reference.
 
-Run by tests/jax_processes_test.py in subprocesses, so that
+Run by tests/distribute/jax_processes_test.py in subprocesses, so that
 `jax.distributed` (which can be initialised once per process) cannot leak
 into other tests. Each process of the group has one CPU device; together
 they form the global device list of `keras.distribution.DataParallel()`.
@@ -10,7 +10,7 @@ they form the global device list of `keras.distribution.DataParallel()`.
     python jax_processes_worker.py --role=reference --backup_dir=DIR \
         --out=reference.npz
 
-A process trains the tiny pretrainer of tests/distribute_worker.py for 3
+A process trains the tiny pretrainer of tests/distribute/distribute_worker.py for 3
 steps for each objective, fed a `tf.data` dataset of *global* batches (Keras
 shards it per process) and, where the library splits arrays per process,
 NumPy arrays with the global `batch_size`. It writes the loss of every step

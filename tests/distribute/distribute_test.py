@@ -1,6 +1,6 @@
 """Several replicas must train exactly like one device on the global batch.
 
-The multi-device runs happen in subprocesses (tests/distribute_worker.py), so
+The multi-device runs happen in subprocesses (tests/distribute/distribute_worker.py), so
 that logical devices, XLA host devices and multi-worker clusters cannot leak
 into other tests: TensorFlow MirroredStrategy over two logical CPU devices,
 MultiWorkerMirroredStrategy over two worker processes on 127.0.0.1, and JAX
@@ -261,7 +261,7 @@ def test_global_batch_norm_changes_nothing_on_one_device():
 def test_torch_multi_process_training_is_refused_without_the_distributed_step(
     monkeypatch, model
 ):
-    # The pretrainer trains across processes (tests/torch_ddp_test.py); the
+    # The pretrainer trains across processes (tests/distribute/torch_ddp_test.py); the
     # models without its distributed step refuse rather than train each
     # process alone.
     import torch.distributed as dist

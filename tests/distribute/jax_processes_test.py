@@ -1,10 +1,10 @@
 """Two JAX processes must train exactly like one process on the global batch.
 
-Two worker processes (tests/jax_processes_worker.py) join one
+Two worker processes (tests/distribute/jax_processes_worker.py) join one
 `jax.distributed` group on 127.0.0.1 through
 `keras_simclr.distribute.initialize_jax_processes`, each with one CPU device
 and gloo collectives, and train the tiny pretrainer of
-tests/distribute_worker.py for 3 SGD steps under
+tests/distribute/distribute_worker.py for 3 SGD steps under
 `keras.distribution.DataParallel()` over the global device list: SimCLR,
 BYOL (momentum target) and VICReg (statistics of the global batch), fed
 global batches. A third process trains the same models alone on one

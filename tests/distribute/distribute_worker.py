@@ -1,6 +1,6 @@
 """Trains a tiny SimCLRPretrainer for a few steps, alone or on several devices.
 
-Run by tests/distribute_test.py in a subprocess, so that the device setup
+Run by tests/distribute/distribute_test.py in a subprocess, so that the device setup
 (logical CPU devices, XLA host devices, a multi-worker cluster) cannot leak
 into other tests. Writes, for each run, the contrastive loss after every step
 and every weight (batch-norm statistics included) to an `.npz` file.

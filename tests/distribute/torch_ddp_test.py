@@ -1,7 +1,7 @@
 """Two `torch.distributed` processes must train exactly like one process.
 
-PyTorch backend only. tests/torch_ddp_worker.py runs the tiny pretrainers of
-tests/distribute_worker.py (a convnet with batch norm in the encoder and the
+PyTorch backend only. tests/distribute/torch_ddp_worker.py runs the tiny pretrainers of
+tests/distribute/distribute_worker.py (a convnet with batch norm in the encoder and the
 heads, fixed views, 3 SGD steps on a global batch of 8) once in a single
 process and once as two gloo processes on 127.0.0.1, each given the same
 arrays and the global `batch_size`. Every objective is compared: the loss of
