@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_simclr import _data_checks
 from keras_simclr import _validation
 
 DEFAULT_METRICS = ("loss", "contrastive_accuracy", "knn_accuracy")
@@ -65,7 +66,7 @@ def augmentation_preview(augmentation, images, path=None, num_images=8, seed=Non
     _validation.check_path(path, allow_none=True)
     num_images = _validation.check_int(num_images, "num_images")
     seed = _validation.check_seed(seed)
-    images = _validation.check_images(images)
+    images = _data_checks.check_images(images)
     figure_class, canvas_class = _matplotlib()
 
     images = images[:num_images]

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_simclr import _data_checks
 from keras_simclr import _validation
 
 
@@ -225,12 +226,12 @@ def test_check_layer():
 
 
 def test_class_ids():
-    labels = _validation.class_ids([[0], [2], [1]], "y", num_images=3, num_classes=3)
+    labels = _data_checks.class_ids([[0], [2], [1]], "y", num_images=3, num_classes=3)
     np.testing.assert_array_equal(labels, [0, 2, 1])
     assert labels.dtype == np.int64
-    floats = _validation.class_ids(np.array([1.0, 0.0]), "y")
+    floats = _data_checks.class_ids(np.array([1.0, 0.0]), "y")
     np.testing.assert_array_equal(floats, [1, 0])
-    empty = _validation.class_ids(np.zeros((0,), "int32"), "y", num_classes=2)
+    empty = _data_checks.class_ids(np.zeros((0,), "int32"), "y", num_classes=2)
     assert empty.shape == (0,)
 
 
@@ -255,19 +256,19 @@ def test_class_ids():
     ],
 )
 def test_class_ids_refuses_bad_labels(labels, kwargs, message):
-    error = refused(_validation.class_ids, labels, "y", **kwargs)
+    error = refused(_data_checks.class_ids, labels, "y", **kwargs)
     assert error.startswith("`y` ") and message in error
 
 
 def test_check_images():
-    images = _validation.check_images(np.zeros((2, 4, 4, 1), "uint8"))
+    images = _data_checks.check_images(np.zeros((2, 4, 4, 1), "uint8"))
     assert images.shape == (2, 4, 4, 1)
     for shape in ((4, 4, 3), (1, 4, 4, 2), (0, 4, 4, 3), (1, 0, 4, 3)):
         images = np.zeros(shape)
-        message = refused(_validation.check_images, images)
+        message = refused(_data_checks.check_images, images)
         assert message.startswith("`images` ") and f"shape {images.shape}" in message
     assert "must hold numbers" in refused(
-        _validation.check_images, np.zeros((1, 4, 4, 3), bool)
+        _data_checks.check_images, np.zeros((1, 4, 4, 3), bool)
     )
 
 
@@ -329,14 +330,14 @@ def test_a_tf_data_map_reports_scaled_down_images_with_their_own_range(
     import tensorflow as tf
 
     from keras_simclr.layers import SimCLRAugmentation
-    from keras_simclr.layers import data_layer
+    from keras_simclr import _graph_checks
 
     x = scaled_images(low, high)
     augmentation = SimCLRAugmentation(6, preset="cifar", seed=0)
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(4).map(augmentation)
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         next(iter(dataset))
-    error = data_layer.value_range_error_from_graph(raised.value)
+    error = _graph_checks.value_error(raised.value)
     assert isinstance(error, ValueError)
     assert str(error).startswith(
         f"`inputs` {observed} but `value_range` is (0.0, 255.0)"

@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 
+from keras_simclr import _data_checks
 from keras_simclr import _validation
 from keras_simclr.evaluation import knn as knn_lib
 
@@ -215,7 +216,7 @@ class KNNMonitor(keras.callbacks.Callback):
         if labels is not None:
             return labels
         batches = data.map(lambda images, labels: labels).as_numpy_iterator()
-        return _validation.class_ids(
+        return _data_checks.class_ids(
             np.concatenate(
                 [np.zeros((0,), "int64")]
                 + [np.reshape(batch, (-1,)) for batch in batches]

@@ -2,13 +2,13 @@
 
 import tensorflow as tf
 
-from keras_simclr import _validation
+from keras_simclr import _data_checks
 
 
 def validate_labels(labels, count=None):
     """The labels of a dataset source as a 1-D int32 array of class ids,
     `count` of them if given (a column `(N, 1)` is flattened)."""
-    labels = _validation.class_ids(labels, "labels", num_images=count, dataset=True)
+    labels = _data_checks.class_ids(labels, "labels", num_images=count, dataset=True)
     return labels.astype("int32")
 
 
@@ -44,7 +44,7 @@ def from_arrays(images, labels=None):
     batches = keras_simclr.data.pretraining_dataset(dataset, batch_size=512)
     ```
     """
-    images = _validation.check_images(images)
+    images = _data_checks.check_images(images)
     example = {"image": images}
     if labels is not None:
         example["label"] = validate_labels(labels, count=len(images))

@@ -88,10 +88,10 @@ def global_batch_norm(model, layers, enabled):
 
 
 def per_process_data(x, y, batch_size, shuffle, evaluation, shared_seed):
-    from keras_simclr import _validation
+    from keras_simclr import _data_checks
 
     # Keras's `DataParallel` slices a `tf.data` pipeline per process itself.
-    if _validation.is_tf_dataset(x):
+    if _data_checks.is_tf_dataset(x):
         return x, y, batch_size
     import tensorflow as tf
 

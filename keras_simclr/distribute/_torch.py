@@ -470,10 +470,10 @@ def global_batch_norm(model, layers, enabled):
 def per_process_data(x, y, batch_size, shuffle, evaluation, shared_seed):
     # For evaluation no image is left out: process 0 scores the last,
     # partial global batch alone (`test_step`).
-    from keras_simclr import _validation
+    from keras_simclr import _data_checks
 
     count = world_size()
-    if not _validation.is_tf_dataset(x):
+    if not _data_checks.is_tf_dataset(x):
         x = _common.global_batches(
             x, y, batch_size, count, shuffle, evaluation, shared_seed
         )

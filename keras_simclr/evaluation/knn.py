@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_simclr import _data_checks
 from keras_simclr import _validation
 from keras_simclr import distribute
 from keras_simclr.layers import data_layer
@@ -95,10 +96,10 @@ def knn_scores(
             f"Received: train_features.shape={train_features.shape}"
         )
     _validation.check_num_classes(num_classes)
-    train_labels = _validation.class_ids(
+    train_labels = _data_checks.class_ids(
         train_labels, "train_labels", num_images=len(train_features)
     )
-    _validation.check_class_id_range(train_labels, "train_labels", num_classes)
+    _data_checks.check_class_id_range(train_labels, "train_labels", num_classes)
     _check_knn_arguments(k, temperature, chunk_size)
 
     k = min(k, len(train_features))
@@ -383,7 +384,7 @@ def check_image_range(encoder, data, name, preprocessing=None, batch_size=256):
 def check_data(data, name):
     """Checks the form of `(images, labels)` data without reading a dataset;
     returns the labels of array data (else `None`)."""
-    if _validation.is_tf_dataset(data):
+    if _data_checks.is_tf_dataset(data):
         spec = data.element_spec
         if not (isinstance(spec, tuple) and len(spec) == 2):
             raise ValueError(
@@ -404,7 +405,7 @@ def check_data(data, name):
             f"Received: {name}[0] of type {type(images).__name__} with shape "
             f"{getattr(images, 'shape', None)}"
         )
-    return _validation.class_ids(labels, f"{name}[1]", num_images=images.shape[0])
+    return _data_checks.class_ids(labels, f"{name}[1]", num_images=images.shape[0])
 
 
 def iterate_batches(data, batch_size, name):
@@ -414,14 +415,14 @@ def iterate_batches(data, batch_size, name):
         images = data[0]
         for start in range(0, len(array_labels), batch_size):
             yield (
-                _validation.to_numpy(images[start : start + batch_size]),
+                _data_checks.to_numpy(images[start : start + batch_size]),
                 array_labels[start : start + batch_size],
             )
         return
     if data.element_spec[1].shape.rank == 0:
         data = data.batch(batch_size)
     for images, labels in data.as_numpy_iterator():
-        yield images, _validation.class_ids(labels, f"{name} labels")
+        yield images, _data_checks.class_ids(labels, f"{name} labels")
 
 
 def resolve_num_classes(num_classes, train_labels, test_labels):
@@ -436,8 +437,8 @@ def resolve_num_classes(num_classes, train_labels, test_labels):
     largest = max(int(train_labels.max()), int(test_labels.max()))
     if num_classes is None:
         return max(largest + 1, 2)
-    _validation.check_class_id_range(train_labels, "train labels", num_classes)
-    _validation.check_class_id_range(test_labels, "test labels", num_classes)
+    _data_checks.check_class_id_range(train_labels, "train labels", num_classes)
+    _data_checks.check_class_id_range(test_labels, "test labels", num_classes)
     return num_classes
 
 
@@ -600,7 +601,7 @@ def _encode_batch(encoder, images, batch_size):
 
 
 def _as_features(features, name):
-    features = _validation.to_numpy(features)
+    features = _data_checks.to_numpy(features)
     if features.ndim != 2 or features.dtype.kind not in "biuf":
         raise ValueError(
             f"`{name}` must be a 2-D array of numbers (N, F). Received: "

@@ -4,11 +4,11 @@ import keras
 
 from keras_simclr import _validation
 from keras_simclr.layers.data_layer import DataLayer
-from keras_simclr.layers.data_layer import ImageDataLayer
+from keras_simclr.layers.data_layer import InputRangeChecks
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class AugmentationPair(DataLayer):
+class AugmentationPair(InputRangeChecks, DataLayer):
     """Two augmentation layers, one per view: `(view_a(x), view_b(x))`.
 
     Methods whose two views are made differently, such as BYOL (view 1
@@ -61,10 +61,6 @@ class AugmentationPair(DataLayer):
           Appendix B.
     """
 
-    # The input checks of the augmentation layers, against the views' range.
-    _is_outermost_call = ImageDataLayer._is_outermost_call
-    _check_value_range = ImageDataLayer._check_value_range
-
     def __init__(self, view_a, view_b, **kwargs):
         for name, layer in (("view_a", view_a), ("view_b", view_b)):
             _validation.check_layer(layer, name)
@@ -88,9 +84,6 @@ class AugmentationPair(DataLayer):
     def image_size(self):
         """`view_a`'s `image_size`, or None if it has none."""
         return getattr(self.view_a, "image_size", None)
-
-    def _depends_on_value_range(self):
-        return self.value_range is not None
 
     def build(self, input_shape):
         for view in (self.view_a, self.view_b):

@@ -21,14 +21,15 @@ the ResNet, the models and the kNN evaluation all apply this one rule.
 
 import contextlib
 import math
-import re
 import sys
 import threading
 
 import keras
 import numpy as np
 
+from keras_simclr import _graph_checks
 from keras_simclr import _keras_compat
+from keras_simclr import _data_checks
 from keras_simclr import _validation
 
 DataLayer = _keras_compat.data_layer_class()
@@ -216,7 +217,8 @@ def assert_value_range_in_graph(images, value_range, argument):
     the first batch out of range with the message of `check_value_range`
     followed by the batch's minimum and maximum. TensorFlow raises it as a
     `tf.errors.InvalidArgumentError` (errors inside a graph have no Python
-    type). Under XLA the assertions compile to nothing.
+    type), which `keras_simclr._graph_checks.as_value_errors` turns into the
+    `ValueError` of arrays. Under XLA the assertions compile to nothing.
 
     Args:
         images: a `tf.Tensor` of a graph.
@@ -232,10 +234,8 @@ def assert_value_range_in_graph(images, value_range, argument):
     minimum = tf.cast(tf.reduce_min(images), "float32")
     maximum = tf.cast(tf.reduce_max(images), "float32")
     empty = tf.equal(tf.size(images), 0)
-    received = (
-        f"Received: value_range={(low, high)}, {argument}.min() and "
-        f"{argument}.max():"
-    )
+    received = f"Received: value_range={(low, high)}, "
+    reported = ((f"{argument}.min()", minimum), (f"{argument}.max()", maximum))
     assertions = []
     if high > 1.0:
         scaled_down = tf.logical_and(maximum <= 1.0, maximum > minimum)
@@ -250,14 +250,10 @@ def assert_value_range_in_graph(images, value_range, argument):
         for scale, condition in scales.items():
             failed = tf.logical_and(scaled_down, condition)
             assertions.append(
-                tf.debugging.Assert(
+                _graph_checks.assertion(
                     tf.logical_or(empty, tf.logical_not(failed)),
-                    [
-                        _scaled_down_message(low, high, argument, scale)
-                        + received,
-                        minimum,
-                        maximum,
-                    ],
+                    _scaled_down_message(low, high, argument, scale) + received,
+                    reported,
                 )
             )
     tolerance = VALUE_RANGE_TOLERANCE * (high - low)
@@ -265,54 +261,14 @@ def assert_value_range_in_graph(images, value_range, argument):
         minimum < low - tolerance, maximum > high + tolerance
     )
     assertions.append(
-        tf.debugging.Assert(
+        _graph_checks.assertion(
             tf.logical_or(empty, tf.logical_not(outside)),
-            [
-                _outside_message(low, high, argument) + received,
-                minimum,
-                maximum,
-            ],
+            _outside_message(low, high, argument) + received,
+            reported,
         )
     )
     with tf.control_dependencies(assertions):
         return tf.identity(images)
-
-
-# What TensorFlow reports for a failed assertion of
-# `assert_value_range_in_graph`: the message, then the minimum and maximum.
-_GRAPH_ASSERTION = re.compile(
-    r"assertion failed: \[(?P<message>`(?P<argument>[^`]+)` "
-    r"(?:holds images|has values|has all its values).*?)"
-    r"(?P=argument)\.min\(\) and (?P=argument)\.max\(\):\] "
-    r"\[(?P<min>[^\]]+)\] \[(?P<max>[^\]]+)\]",
-    re.DOTALL,
-)
-
-
-def value_range_error_from_graph(error):
-    """The ValueError of `check_value_range` for a TensorFlow error raised by
-    `assert_value_range_in_graph`, or None for any other error.
-
-    A `tf.data` pipeline whose map calls an augmentation layer on images out
-    of range fails with a `tf.errors.InvalidArgumentError` when it is
-    iterated; code that reads the first batch itself (such as a model's
-    `fit`) can raise this ValueError instead, as for arrays.
-
-    Args:
-        error: an exception.
-
-    Returns:
-        A ValueError with the message `check_value_range` gives for the same
-        batch, or None.
-    """
-    match = _GRAPH_ASSERTION.search(str(error))
-    if match is None:
-        return None
-    argument = match.group("argument")
-    return ValueError(
-        f"{match.group('message')}{argument}.min()={match.group('min')}, "
-        f"{argument}.max()={match.group('max')}"
-    )
 
 
 def validate_image_shape(layer_name, shape):
@@ -357,6 +313,59 @@ def is_outermost_call(layer):
     input is what the user gave."""
     context = _keras_compat.current_call_context()
     return context is None or context.entry_layer is layer
+
+
+class InputRangeChecks:
+    """Checks the images a layer is called on against its `value_range`,
+    where the user gives them: the one rule for when a layer checks.
+
+    Mixed into every layer of the library that reads images in a declared
+    range (the augmentation layers, `AugmentationPair`, `ResNet`), which
+    call `_check_value_range(inputs)` on their input. The check runs:
+
+    - only in the outermost call: a call by the user (eagerly, or in a
+      `tf.data` map), not one from inside a model or another layer, so that
+      a compiled training step pays nothing (the data reaching a model is
+      checked by the model's `fit`);
+    - not inside `inputs_checked()`, whose caller checked the batch itself;
+    - only when `_depends_on_value_range()` (by default, when the layer
+      declares a `value_range`).
+
+    Concrete inputs go through `check_value_range` (a `ValueError`); a tensor
+    of a TensorFlow graph, such as a `tf.data` map on any backend, gets the
+    same checks as assertions where `checks_graph_inputs` (they become the
+    same `ValueError` through `keras_simclr._graph_checks`). JAX tracers are
+    not checked.
+    """
+
+    # What messages say declares the range (None: the layer's argument).
+    value_range_owner = None
+    # Layers that run in `tf.data` maps check graph tensors there.
+    checks_graph_inputs = True
+
+    def _depends_on_value_range(self):
+        """Whether the output changes with `value_range` (then the input's
+        range is checked)."""
+        return getattr(self, "value_range", None) is not None
+
+    def _checks_inputs(self):
+        """Whether a call of this layer checks its input at all now."""
+        return not inputs_are_checked() and self._depends_on_value_range()
+
+    def _check_value_range(self, inputs):
+        """`inputs`, checked against `value_range` when the rule above says
+        so (for a graph tensor, with the assertions as dependencies)."""
+        if not self._checks_inputs() or not is_outermost_call(self):
+            return inputs
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and _is_graph_tensor(tf, inputs):
+            if not self.checks_graph_inputs:
+                return inputs
+            return assert_value_range_in_graph(inputs, self.value_range, "inputs")
+        check_value_range(
+            inputs, self.value_range, "inputs", owner=self.value_range_owner
+        )
+        return inputs
 
 
 # === What range a model reads its images in ===
@@ -446,24 +455,19 @@ def check_input_range(x, value_range, argument, owner=None, batch_size=None):
     """
     if value_range is None or x is None:
         return
-    if _validation.is_tf_dataset(x):
-        try:
-            element = _validation.first_batch(x)
-        except Exception as error:
-            replacement = value_range_error_from_graph(error)
-            if replacement is None:
-                raise
-            raise replacement from None
+    if _data_checks.is_tf_dataset(x):
+        with _graph_checks.as_value_errors():
+            element = _data_checks.first_batch(x)
         if element is None:
             return
-        x = _validation.split_element(element)[0]
+        x = _data_checks.split_element(element)[0]
     if isinstance(x, dict):
         for key, images in x.items():
             check_input_range(
                 images, value_range, f"{argument}['{key}']", owner, batch_size
             )
         return
-    if not _validation.is_array_like(x):
+    if not _data_checks.is_array_like(x):
         return
     images = x[: batch_size or 32]
     if isinstance(images, list):
@@ -522,7 +526,7 @@ def check_views_match(augmentation, readers):
         )
 
 
-class ImageDataLayer(DataLayer):
+class ImageDataLayer(InputRangeChecks, DataLayer):
     """Base of the augmentation layers: a `DataLayer` with a seed and range.
 
     Subclasses implement `augment(images)` on a 4D float32 batch with values in
@@ -575,39 +579,6 @@ class ImageDataLayer(DataLayer):
             return self.backend.cast(inputs, self.compute_dtype)
         inputs = self._check_value_range(inputs)
         return self._map_batch(inputs, self._augment_in_unit_range)
-
-    def _depends_on_value_range(self):
-        """Whether the output changes with `value_range` (then the input's
-        range is checked)."""
-        return True
-
-    def _check_value_range(self, inputs):
-        """Checks that `inputs` lie in `value_range`, when it matters.
-
-        Only in the outermost layer call: a call by the user (eagerly, or in
-        a `tf.data` map), not one from inside a model or another layer, so
-        that a compiled training step pays nothing; the data reaching a
-        model is checked by the model's `fit`. Concrete inputs go through
-        `check_value_range` (ValueError); a TensorFlow graph, such as a
-        `tf.data` map on any backend, gets the same checks as assertions.
-        JAX tracers are not checked.
-        """
-        if (
-            inputs_are_checked()
-            or not self._depends_on_value_range()
-            or not self._is_outermost_call()
-        ):
-            return inputs
-        tf = sys.modules.get("tensorflow")
-        if tf is not None and _is_graph_tensor(tf, inputs):
-            return assert_value_range_in_graph(
-                inputs, self.value_range, "inputs"
-            )
-        check_value_range(inputs, self.value_range, "inputs")
-        return inputs
-
-    def _is_outermost_call(self):
-        return is_outermost_call(self)
 
     def _map_batch(self, inputs, fn):
         """Applies `fn` to `inputs` as a 4D float32 batch.

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_simclr import _validation
+from keras_simclr.losses import _input_checks
 from keras_simclr import distribute
 from keras_simclr.losses._deprecated import warn_deprecated_loss
 
@@ -113,7 +114,7 @@ def barlow_twins(z_a, z_b, lambda_offdiag=5e-3, cross_replica=False):
     lambda_offdiag = _validation.check_non_negative_number(
         lambda_offdiag, "lambda_offdiag"
     )
-    z_a, z_b = _validation.check_branches(z_a, z_b)
+    z_a, z_b = _input_checks.check_branches(z_a, z_b)
     z_a, z_b = _gather_branches(z_a, z_b, cross_replica)
     batch_size = ops.cast(ops.shape(z_a)[0], "float32")
     correlation = (
@@ -161,7 +162,7 @@ class BarlowTwins(keras.losses.Loss):
         return barlow_twins(z_a, z_b, self.lambda_offdiag)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _validation.check_stacked_views(type(self).__name__, y_pred, sample_weight)
+        _input_checks.check_stacked_views(type(self).__name__, y_pred, sample_weight)
         return self.call(y_true, y_pred)
 
     def get_config(self):

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_simclr import _validation
+from keras_simclr.losses import _input_checks
 from keras_simclr.losses._deprecated import moved_to_momentum
 from keras_simclr.losses._deprecated import warn_deprecated_loss
 
@@ -20,9 +20,9 @@ def _paired_cosines(p, z):
     `(cos_ab, cos_ba)`, each `(N,)` and float32: `cos(p_a, z_b)` and
     `cos(p_b, z_a)`, with no gradient to `z`.
     """
-    p = _validation.check_matrix("p", p)
-    z = _validation.check_matrix("z", z)
-    _validation.check_same_shape(p=p, z=z)
+    p = _input_checks.check_matrix("p", p)
+    z = _input_checks.check_matrix("z", z)
+    _input_checks.check_same_shape(p=p, z=z)
     if p.shape[0] is not None and (p.shape[0] % 2 or p.shape[0] < 2):
         raise ValueError(
             "`p` must stack the two views of the batch, shape (2N, D) with "
@@ -114,7 +114,7 @@ class BYOL(keras.losses.Loss):
         return byol(y_pred["prediction"], y_pred["target"])
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _validation.check_dict_call("BYOL", y_pred, sample_weight, _KEYS)
+        _input_checks.check_dict_call("BYOL", y_pred, sample_weight, _KEYS)
         return self.call(y_true, y_pred)
 
     def get_config(self):

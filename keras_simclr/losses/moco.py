@@ -4,7 +4,8 @@ import keras
 from keras import ops
 
 from keras_simclr import _validation
-from keras_simclr._validation import check_matrix
+from keras_simclr.losses import _input_checks
+from keras_simclr.losses._input_checks import check_matrix
 from keras_simclr.losses._deprecated import moved_to_momentum
 from keras_simclr.losses._deprecated import warn_deprecated_loss
 
@@ -71,7 +72,7 @@ def moco_infonce(q, k, queue, temperature=0.2):
     q = check_matrix("q", q)
     k = check_matrix("k", k)
     queue = check_matrix("queue", queue)
-    _validation.check_same_shape(q=q, k=k)
+    _input_checks.check_same_shape(q=q, k=k)
     if q.shape[1] is not None and queue.shape[1] not in (None, q.shape[1]):
         raise ValueError(
             "`queue` must hold keys of the queries' dimension, shape (K, D) "
@@ -128,7 +129,7 @@ class MoCoInfoNCE(keras.losses.Loss):
         )
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _validation.check_dict_call("MoCoInfoNCE", y_pred, sample_weight, _KEYS)
+        _input_checks.check_dict_call("MoCoInfoNCE", y_pred, sample_weight, _KEYS)
         return self.call(y_true, y_pred)
 
     def get_config(self):

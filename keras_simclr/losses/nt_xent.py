@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_simclr import _validation
+from keras_simclr.losses import _input_checks
 from keras_simclr import distribute
 from keras_simclr.losses._deprecated import warn_deprecated_loss
 
@@ -32,7 +33,7 @@ def _pair_logits(z_a, z_b, temperature, cross_replica=False, negatives=None):
     """
     # Normalising and the softmax run in float32 whatever the input dtype, so
     # float16 / bfloat16 projections and temperatures down to 0.01 are stable.
-    z_a, z_b = _validation.check_branches(z_a, z_b, min_batch=0)
+    z_a, z_b = _input_checks.check_branches(z_a, z_b, min_batch=0)
     z_a = ops.normalize(z_a, axis=-1, epsilon=1e-12)
     z_b = ops.normalize(z_b, axis=-1, epsilon=1e-12)
     anchors = ops.concatenate([z_a, z_b], axis=0)
@@ -211,7 +212,7 @@ class NTXent(keras.losses.Loss):
         return nt_xent(z_a, z_b, self.temperature)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _validation.check_stacked_views(type(self).__name__, y_pred, sample_weight)
+        _input_checks.check_stacked_views(type(self).__name__, y_pred, sample_weight)
         return self.call(y_true, y_pred)
 
     def get_config(self):

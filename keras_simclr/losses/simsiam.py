@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_simclr import _validation
+from keras_simclr.losses import _input_checks
 from keras_simclr.losses.byol import _KEYS
 from keras_simclr.losses.byol import _paired_cosines
 from keras_simclr.losses._deprecated import warn_deprecated_loss
@@ -87,7 +87,7 @@ class SimSiam(keras.losses.Loss):
         return simsiam(y_pred["prediction"], y_pred["target"])
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _validation.check_dict_call("SimSiam", y_pred, sample_weight, _KEYS)
+        _input_checks.check_dict_call("SimSiam", y_pred, sample_weight, _KEYS)
         return self.call(y_true, y_pred)
 
     def get_config(self):

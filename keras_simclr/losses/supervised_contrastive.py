@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_simclr import _validation
+from keras_simclr.losses import _input_checks
 from keras_simclr import distribute
 from keras_simclr.losses.nt_xent import _pair_logits
 from keras_simclr.losses.nt_xent import nt_xent
@@ -99,7 +100,7 @@ def supervised_contrastive(
           `losses.py`.
     """
     temperature = _validation.check_positive_number(temperature, "temperature")
-    z_a, z_b = _validation.check_branches(z_a, z_b)
+    z_a, z_b = _input_checks.check_branches(z_a, z_b)
     if labels is None:
         return nt_xent(z_a, z_b, temperature, cross_replica)
     labels = _validate_labels(labels, z_a)
@@ -166,7 +167,7 @@ class SupervisedContrastive(keras.losses.Loss):
         return supervised_contrastive(z_a, z_b, y_true, self.temperature)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _validation.check_stacked_views(type(self).__name__, y_pred, sample_weight)
+        _input_checks.check_stacked_views(type(self).__name__, y_pred, sample_weight)
         return self.call(y_true, y_pred)
 
     def get_config(self):

@@ -4,9 +4,10 @@ import keras
 from keras import ops
 
 from keras_simclr import _validation
+from keras_simclr.losses import _input_checks
 from keras_simclr import distribute
-from keras_simclr._validation import check_matrix
-from keras_simclr._validation import check_same_shape
+from keras_simclr.losses._input_checks import check_matrix
+from keras_simclr.losses._input_checks import check_same_shape
 from keras_simclr.losses._deprecated import warn_deprecated_loss
 
 _KEYS = ("projection", "target", "correlation")
@@ -251,7 +252,7 @@ class UniGrad(keras.losses.Loss):
         return unigrad(z_a, z_b, t_a, t_b, y_pred["correlation"], self.lambda_)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _validation.check_dict_call("UniGrad", y_pred, sample_weight, _KEYS)
+        _input_checks.check_dict_call("UniGrad", y_pred, sample_weight, _KEYS)
         for key in ("projection", "target"):
             shape = getattr(y_pred[key], "shape", None)
             if shape is None or len(shape) != 2 or (

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_simclr import _validation
+from keras_simclr.losses import _input_checks
 
 # Shared with Barlow Twins.
 from keras_simclr.losses.barlow_twins import _gather_branches
@@ -124,7 +125,7 @@ def vicreg(
     invariance_weight, variance_weight, covariance_weight = _check_weights(
         invariance_weight, variance_weight, covariance_weight
     )
-    z_a, z_b = _validation.check_branches(z_a, z_b)
+    z_a, z_b = _input_checks.check_branches(z_a, z_b)
     z_a, z_b = _gather_branches(z_a, z_b, cross_replica)
     invariance, variance, covariance = _vicreg_terms(z_a, z_b)
     return (
@@ -188,7 +189,7 @@ class VICReg(keras.losses.Loss):
         )
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        _validation.check_stacked_views(type(self).__name__, y_pred, sample_weight)
+        _input_checks.check_stacked_views(type(self).__name__, y_pred, sample_weight)
         return self.call(y_true, y_pred)
 
     def get_config(self):

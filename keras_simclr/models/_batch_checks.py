@@ -11,7 +11,7 @@ checks here name `fit()`'s arguments instead.
 import keras
 import numpy as np
 
-from keras_simclr import _validation
+from keras_simclr import _data_checks
 from keras_simclr import distribute
 from keras_simclr.objectives.base import Objective
 
@@ -64,10 +64,10 @@ def batch_and_images(x, batch_size):
     batched: its batch is the static batch dimension of its elements, or
     else the size of its first batch; its number of images is not known.
     """
-    if _validation.is_tf_dataset(x):
+    if _data_checks.is_tf_dataset(x):
         return _dataset_batch(x), None
     arrays = list(x.values()) if isinstance(x, dict) else [x]
-    if not arrays or not all(_validation.is_array_like(a) for a in arrays):
+    if not arrays or not all(_data_checks.is_array_like(a) for a in arrays):
         return None, None
     shape = getattr(arrays[0], "shape", None)
     num_images = int(shape[0]) if shape is not None else len(arrays[0])
@@ -81,7 +81,7 @@ def batch_and_images(x, batch_size):
 
 
 def _dataset_batch(dataset):
-    x_spec, _ = _validation.split_element(dataset.element_spec)
+    x_spec, _ = _data_checks.split_element(dataset.element_spec)
     specs = list(x_spec.values()) if isinstance(x_spec, dict) else [x_spec]
     shape = getattr(specs[0], "shape", None)
     if shape is not None and shape.rank and shape[0] is not None:
@@ -90,7 +90,7 @@ def _dataset_batch(dataset):
         element = next(iter(dataset.take(1)))
     except StopIteration:
         return None
-    first, _ = _validation.split_element(element)
+    first, _ = _data_checks.split_element(element)
     first = list(first.values())[0] if isinstance(first, dict) else first
     return int(first.shape[0])
 

@@ -6,17 +6,17 @@ layer that reads them, labels, batch sizes and the first batch of a
 and what was received, before the first step.
 """
 
-import contextlib
 import types
 
 import keras
 import numpy as np
 
+from keras_simclr import _graph_checks
 from keras_simclr import _keras_compat
+from keras_simclr import _data_checks
 from keras_simclr import _validation
 from keras_simclr.layers import data_layer
 from keras_simclr.layers.augmentation_pair import AugmentationPair
-from keras_simclr.layers.data_layer import value_range_error_from_graph
 
 VIEW_KEYS = ("view_a", "view_b")
 
@@ -117,19 +117,19 @@ class PretrainerInputChecks:
                 "{'view_a': ..., 'view_b': ...}; Keras reads a tuple as "
                 f"(x, y). Received: {x_name} as a {type(x).__name__} of 2 arrays"
             )
-        if _validation.is_tf_dataset(x):
+        if _data_checks.is_tf_dataset(x):
             self._validate_dataset(x, x_name)
             return
         if isinstance(x, dict):
             check_view_keys(x, x_name)
             arrays = {f"{x_name}['{key}']": x[key] for key in VIEW_KEYS}
-        elif x is None or not _validation.is_array_like(x):
+        elif x is None or not _data_checks.is_array_like(x):
             return
         else:
             arrays = {x_name: x}
         num_images = None
         for name, array in arrays.items():
-            array = _validation.as_numpy(array, name)
+            array = _data_checks.as_numpy(array, name)
             self._check_image_shape(array.shape, name)
             num_images = len(array)
             self._check_value_range(
@@ -148,17 +148,18 @@ class PretrainerInputChecks:
                 "Change `batch_size` or drop one image. "
                 f"Received: batch_size={batch_size}"
             )
-        if y is not None and _validation.is_array_like(y):
-            self._check_labels(_validation.as_numpy(y, y_name), num_images, y_name)
+        if y is not None and _data_checks.is_array_like(y):
+            self._check_labels(_data_checks.as_numpy(y, y_name), num_images, y_name)
         elif y is None and self.objective.needs_labels:
             raise ValueError(
-                f"objective='{self.objective.name}' needs a label per image: fit on "
-                f"(images, labels). Received: {y_name}=None"
+                _data_checks.missing_labels_message(
+                    f"objective='{self.objective.name}'", f"{y_name}=None"
+                )
             )
 
     def _check_labels(self, labels, num_images, name):
         self._require_probe(f"{name} of shape {np.shape(labels)}")
-        _validation.check_labels(labels, num_images, name, self.num_classes)
+        _data_checks.check_labels(labels, num_images, name, self.num_classes)
 
     def _validate_dataset(self, dataset, name):
         spec = dataset.element_spec
@@ -182,14 +183,16 @@ class PretrainerInputChecks:
             self._require_probe(f"{name} yielding labels, element_spec={spec}")
         elif self.objective.needs_labels:
             raise ValueError(
-                f"objective='{self.objective.name}' needs a label per image: the "
-                f"dataset must yield (images, labels). Received: {name} with "
-                f"element_spec={spec}"
+                _data_checks.missing_labels_message(
+                    f"objective='{self.objective.name}'",
+                    f"{name} with element_spec={spec}",
+                    dataset=True,
+                )
             )
         # One batch shows the batch size, the label range and the images'
         # range.
-        with pipeline_errors_as_value_errors():
-            element = _validation.first_batch(dataset)
+        with _graph_checks.as_value_errors():
+            element = _data_checks.first_batch(dataset)
         if element is None:
             return
         x_batch = element[0] if isinstance(element, tuple) else element
@@ -276,20 +279,20 @@ class PretrainerInputChecks:
             if first is None:
                 return _batches((), x)
             x = _batches((first,), x)
-            checked = _validation.split_element(first)[0]
+            checked = _data_checks.split_element(first)[0]
         elif isinstance(x, keras.utils.PyDataset):
             try:
-                checked = _validation.split_element(x[0])[0]
+                checked = _data_checks.split_element(x[0])[0]
             except (IndexError, KeyError, NotImplementedError, TypeError):
                 return x  # no batch 0 to read: left to Keras.
-        if _validation.is_tf_dataset(checked) or _validation.is_distributed_dataset(
+        if _data_checks.is_tf_dataset(checked) or _data_checks.is_distributed_dataset(
             checked
         ):
-            spec = _validation.split_element(checked.element_spec)[0]
+            spec = _data_checks.split_element(checked.element_spec)[0]
             if isinstance(spec, dict):
                 return x
             received = f"{name} yielding images, element_spec={checked.element_spec}"
-        elif isinstance(checked, dict) or not _validation.is_array_like(checked):
+        elif isinstance(checked, dict) or not _data_checks.is_array_like(checked):
             return x
         else:
             shape = (
@@ -315,23 +318,6 @@ def _batches(first, rest):
     """A generator of the batches `first`, then those of `rest`."""
     yield from first
     yield from rest
-
-
-@contextlib.contextmanager
-def pipeline_errors_as_value_errors():
-    """Turns the input checks that run inside a `tf.data` pipeline (a batch
-    of one image, images outside the augmentation's `value_range`), which
-    TensorFlow raises as `InvalidArgumentError`, into the `ValueError` that
-    arrays get."""
-    try:
-        yield
-    except Exception as error:
-        replacement = _validation.reraise_single_image_batch(
-            error
-        ) or value_range_error_from_graph(error)
-        if replacement is None:
-            raise
-        raise replacement from None
 
 
 def augmentation_layer(augmentation):
@@ -371,10 +357,10 @@ def check_view_keys(inputs, name="x"):
 def input_shape_of(x):
     """The input shape, batch axis `None`, of arrays or of a `tf.data` or
     `tf.distribute` dataset."""
-    if _validation.is_tf_dataset(x) or _validation.is_distributed_dataset(x):
+    if _data_checks.is_tf_dataset(x) or _data_checks.is_distributed_dataset(x):
         spec = x.element_spec
         x = spec[0] if isinstance(spec, tuple) else spec
-    elif not (isinstance(x, dict) or _validation.is_array_like(x)):
+    elif not (isinstance(x, dict) or _data_checks.is_array_like(x)):
         return None
 
     def batchless(item):

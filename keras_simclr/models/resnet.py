@@ -141,7 +141,7 @@ class SelectiveKernelMixing(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class ResNet(keras.Model):
+class ResNet(data_layer.InputRangeChecks, keras.Model):
     """ResNet encoder of SimCLR: images in, one feature vector per image out.
 
     The post-activation ResNet (v1.5: the stride of a bottleneck block sits in
@@ -252,6 +252,11 @@ class ResNet(keras.Model):
         - [Chen et al., 2020](https://arxiv.org/abs/2006.10029), SimCLR v2.
     """
 
+    # Checked where the user calls it or asks it to predict, on concrete
+    # images (it does not run in `tf.data` maps).
+    value_range_owner = "the ResNet"
+    checks_graph_inputs = False
+
     def __init__(
         self,
         depth=50,
@@ -342,21 +347,12 @@ class ResNet(keras.Model):
 
     # === Input checks ===
 
-    def _checks_inputs(self):
-        return (
-            getattr(self, "value_range", None) is not None
-            and not data_layer.inputs_are_checked()
-        )
-
     def __call__(self, *args, **kwargs):
         # Only a call by the user: inside a model, the model's entry points
         # have checked the data, and a compiled step pays nothing.
-        if self._checks_inputs() and data_layer.is_outermost_call(self):
-            inputs = args[0] if args else kwargs.get("inputs")
-            if inputs is not None and not isinstance(inputs, (dict, list, tuple)):
-                data_layer.check_value_range(
-                    inputs, self.value_range, "inputs", owner="the ResNet"
-                )
+        inputs = args[0] if args else kwargs.get("inputs")
+        if inputs is not None and not isinstance(inputs, (dict, list, tuple)):
+            self._check_value_range(inputs)
         return super().__call__(*args, **kwargs)
 
     def predict(self, x, batch_size=None, *args, **kwargs):

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_simclr import _evaluation_transform
+from keras_simclr import _data_checks
 from keras_simclr import _validation
 from keras_simclr.layers import data_layer
 from keras_simclr.losses.distillation import distillation_loss
@@ -397,8 +398,8 @@ class SimCLRDistiller(FrozenPartsMixin, Task):
         classes = getattr(self.student, "num_classes", None)
         if isinstance(classes, int):
             return classes
-        if _validation.is_tf_dataset(x):
-            x = _validation.split_element(x.element_spec)[0]
+        if _data_checks.is_tf_dataset(x):
+            x = _data_checks.split_element(x.element_spec)[0]
         shape = getattr(x, "shape", None)
         if shape is None:
             return None

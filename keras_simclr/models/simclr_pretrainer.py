@@ -1,11 +1,10 @@
 """SimCLR pretraining as a `keras.Model` that `fit()` trains on any backend."""
 
-import contextlib
-
 import keras
 from keras import ops
 
 from keras_simclr import _evaluation_transform
+from keras_simclr import _data_checks
 from keras_simclr import _validation
 from keras_simclr import cpu_defaults
 from keras_simclr import distribute
@@ -20,7 +19,6 @@ from keras_simclr.models._pretrainer_inputs import PretrainerInputChecks
 from keras_simclr.models._pretrainer_inputs import augmentation_layer
 from keras_simclr.models._pretrainer_inputs import check_view_keys
 from keras_simclr.models._pretrainer_inputs import input_shape_of
-from keras_simclr.models._pretrainer_inputs import pipeline_errors_as_value_errors
 from keras_simclr.models.task import Task
 from keras_simclr.optimizers.lars import LARS
 
@@ -438,34 +436,29 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
                 kwargs.get("validation_batch_size") or batch_size,
                 prefix="validation_data",
             )
-        elif _validation.is_tf_dataset(validation_data):
+        elif _data_checks.is_tf_dataset(validation_data):
             self._validate_dataset(validation_data, "validation_data")
-            kwargs["validation_data"] = _validation.check_batches_hold_two_images(
+            kwargs["validation_data"] = _data_checks.check_batches_hold_two_images(
                 validation_data, "validation_data"
             )
-        if _validation.is_tf_dataset(x):
-            x = _validation.check_batches_hold_two_images(x, "x")
+        if _data_checks.is_tf_dataset(x):
+            x = _data_checks.check_batches_hold_two_images(x, "x")
         return x, y, batch_size, kwargs
 
     def _check_evaluation_data(self, x, y, batch_size, kwargs):
         self._validate_data(x, y, batch_size)
-        if _validation.is_tf_dataset(x):
+        if _data_checks.is_tf_dataset(x):
             # On the global batches: with several processes, some may
             # hold no image of the last one.
-            x = _validation.check_batches_hold_two_images(x, "x")
+            x = _data_checks.check_batches_hold_two_images(x, "x")
         return x, y
 
-    @contextlib.contextmanager
     def _training_context(self):
-        with pipeline_errors_as_value_errors(), distribute.global_batch_norm(
+        return distribute.global_batch_norm(
             self,
             [self.encoder, self.projection_head, *self.objective.networks()],
             enabled=self.global_bn,
-        ):
-            yield
-
-    def _pipeline_errors(self):
-        return pipeline_errors_as_value_errors()
+        )
 
     # === Config ===
 

@@ -8,7 +8,8 @@ import keras
 from keras import ops
 
 from keras_simclr import _evaluation_transform
-from keras_simclr import _validation
+from keras_simclr import _graph_checks
+from keras_simclr import _data_checks
 from keras_simclr import distribute
 from keras_simclr.layers import data_layer
 
@@ -219,7 +220,7 @@ class Task(keras.Model):
             x, y, batch_size, kwargs = self._per_process_data(
                 x, y, batch_size, kwargs
             )
-        with self._training_context():
+        with _graph_checks.as_value_errors(), self._training_context():
             return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
@@ -230,7 +231,7 @@ class Task(keras.Model):
             x, y, batch_size = distribute.per_process_data(
                 x, y, batch_size, shuffle=False, evaluation=True
             )
-        if not _validation.is_tf_dataset(x):
+        if not _data_checks.is_tf_dataset(x):
             return super().evaluate(x, y, batch_size=batch_size, **kwargs)
         # On JAX, Keras's evaluate() lifts the variables' values out of the
         # model (and donates their buffers to the compiled step) and puts
@@ -241,7 +242,7 @@ class Task(keras.Model):
         if keras.backend.backend() == "jax":
             saved = [(v, ops.copy(v.value)) for v in self.variables]
         try:
-            with self._pipeline_errors():
+            with _graph_checks.as_value_errors():
                 return super().evaluate(x, y, batch_size=batch_size, **kwargs)
         except BaseException:
             for variable, value in saved:
@@ -284,7 +285,7 @@ class Task(keras.Model):
         `label_use` says: shape, integer class ids in range, presence."""
         if self.label_use is None:
             return
-        _validation.check_fit_labels(
+        _data_checks.check_fit_labels(
             x,
             y,
             validation_data,
@@ -313,11 +314,6 @@ class Task(keras.Model):
 
     def _training_context(self):
         """The context `fit()` runs Keras's loop in."""
-        return contextlib.nullcontext()
-
-    def _pipeline_errors(self):
-        """The context that turns errors raised by checks inside a `tf.data`
-        pipeline into the `ValueError` of the check."""
         return contextlib.nullcontext()
 
     def _per_process_data(self, x, y, batch_size, kwargs):

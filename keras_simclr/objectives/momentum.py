@@ -21,7 +21,7 @@ from keras import ops
 
 from keras_simclr import _validation
 from keras_simclr import distribute
-from keras_simclr._validation import check_matrix
+from keras_simclr.losses._input_checks import check_matrix
 from keras_simclr.objectives.base import SimilarityTrackingObjective
 
 

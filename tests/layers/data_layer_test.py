@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_simclr import _graph_checks
 from keras_simclr.layers import data_layer
 from keras_simclr.layers.data_layer import ImageDataLayer
 from tests import testing
@@ -255,7 +256,7 @@ def test_tf_data_map_asserts_the_range_on_the_first_batch():
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         next(iter(dataset.map(RandomInvert(seed=0))))
     assert "`value_range` is (0.0, 255.0)" in str(raised.value)
-    error = data_layer.value_range_error_from_graph(raised.value)
+    error = _graph_checks.value_error(raised.value)
     first = x[:3]
     expected = (
         r"^`inputs` holds images in \[0, 1\].*multiply the images by 255\. "
@@ -272,7 +273,7 @@ def test_tf_data_map_asserts_the_range_on_the_first_batch():
     outside = dataset.map(lambda images: images * 300.0).map(RandomInvert())
     with pytest.raises(tf.errors.InvalidArgumentError, match="outside"):
         next(iter(outside))
-    assert data_layer.value_range_error_from_graph(ValueError("other")) is None
+    assert _graph_checks.value_error(ValueError("other")) is None
 
     in_range = dataset.map(RandomInvert(value_range=(0, 1), seed=0))
     assert [b.shape for b in in_range] == [(3, 6, 6, 3)] * 2
