@@ -14,8 +14,6 @@ checks that each removal breaks the equality.
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -25,6 +23,7 @@ from keras import ops
 import keras_simclr
 from keras_simclr import distribute
 
+from tests.distribute import processes
 from tests.testing import free_port
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distribute_worker.py")
@@ -44,18 +43,13 @@ jax_only = pytest.mark.skipif(
 )
 
 
-def _run_worker(mode, out, env_extra=None, check=True):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
-    command = [sys.executable, WORKER, f"--mode={mode}", f"--out={out}"]
-    if not check:
-        return subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True,
-        )
-    result = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=600
+def _run_worker(mode, out, backend, **env):
+    processes.run(
+        WORKER,
+        [f"--mode={mode}", f"--out={out}"],
+        processes.environment(backend, **env),
+        out.with_suffix(".log"),
     )
-    assert result.returncode == 0, result.stderr[-4000:]
     return np.load(out)
 
 
@@ -93,7 +87,7 @@ def _largest_weight_difference(result, prefix):
 @pytest.fixture(scope="module")
 def mirrored(tmp_path_factory):
     out = tmp_path_factory.mktemp("mirrored") / "result.npz"
-    return _run_worker("mirrored", out, {"KERAS_BACKEND": "tensorflow"})
+    return _run_worker("mirrored", out, "tensorflow")
 
 
 @tensorflow_only
@@ -145,26 +139,23 @@ def _run_two_workers(mode, tmp_path):
     """Runs `mode` in two MultiWorkerMirroredStrategy workers on loopback,
     each writing `tmp_path / worker_<index>.npz`."""
     ports = [free_port(), free_port()]
-    workers = []
+    workers, logs = [], []
     for index in range(2):
         tf_config = {
             "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
             "task": {"type": "worker", "index": index},
         }
+        out = tmp_path / f"worker_{index}.npz"
+        logs.append(out.with_suffix(".log"))
         workers.append(
-            _run_worker(
-                mode,
-                tmp_path / f"worker_{index}.npz",
-                {"KERAS_BACKEND": "tensorflow", "TF_CONFIG": json.dumps(tf_config)},
-                check=False,
+            processes.start(
+                WORKER,
+                [f"--mode={mode}", f"--out={out}"],
+                processes.environment("tensorflow", TF_CONFIG=json.dumps(tf_config)),
+                logs[-1],
             )
         )
-    for worker in workers:
-        try:
-            output, _ = worker.communicate(timeout=300)
-        finally:
-            worker.kill()
-        assert worker.returncode == 0, output[-4000:]
+    processes.wait(workers, logs, timeout=300)
 
 
 @tensorflow_only
@@ -199,10 +190,8 @@ def test_jax_data_parallel_two_devices_equal_one_device(tmp_path):
     result = _run_worker(
         "data_parallel",
         tmp_path / "result.npz",
-        {
-            "KERAS_BACKEND": "jax",
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        },
+        "jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
     )
     assert np.all(result["devices_per_variable"] == 2)
     _assert_same_training(result, "distributed", result)

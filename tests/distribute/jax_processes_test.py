@@ -21,10 +21,6 @@ initialised once per process and must not leak into other tests.
 """
 
 import os
-import re
-import subprocess
-import sys
-import time
 
 import keras
 import numpy as np
@@ -32,6 +28,7 @@ import pytest
 
 import keras_simclr
 
+from tests.distribute import processes
 from tests.testing import free_port
 
 WORKER = os.path.join(
@@ -52,59 +49,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _environment():
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
-    env["JAX_PLATFORMS"] = "cpu"
-    # The workers import the keras_simclr under test.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(keras_simclr.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(
-        [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]
-    )
-    # One device per process: the devices of the group are the processes'.
-    env.pop("XLA_FLAGS", None)
-    return env
-
-
 def _start(arguments, log_path):
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [sys.executable, WORKER, *arguments],
-        env=_environment(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    return process
-
-
-def _log_tail(path):
-    # Without the info lines that TensorFlow and XLA log before their
-    # log level is read.
-    with open(path) as f:
-        lines = [line for line in f if not re.match(r"[IW]\d{4} ", line)]
-    return "".join(lines)[-3000:]
-
-
-def _wait(processes, logs):
-    """Waits for every process; if one fails, stops the others (a process
-    whose peer died can wait for it in a collective until its timeout)."""
-    deadline = time.monotonic() + TIMEOUT
-    try:
-        while any(p.poll() is None for p in processes):
-            failed = any(p.poll() not in (None, 0) for p in processes)
-            if failed or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-    report = "\n".join(
-        f"--- process {i} (exit {p.returncode}) ---\n{_log_tail(log)}"
-        for i, (p, log) in enumerate(zip(processes, logs))
-    )
-    assert all(p.returncode == 0 for p in processes), report
+    # One device per process: the devices of the group are the processes'.
+    env = processes.environment("jax", JAX_PLATFORMS="cpu", XLA_FLAGS=None)
+    return processes.start(WORKER, arguments, env, log_path)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +62,7 @@ def runs(tmp_path_factory):
     coordinator = f"127.0.0.1:{free_port()}"
     outs = [directory / f"process_{i}.npz" for i in range(NUM_PROCESSES)]
     logs = [directory / f"process_{i}.log" for i in range(NUM_PROCESSES)]
-    processes = [
+    workers = [
         _start(
             [
                 "--role=process",
@@ -128,7 +76,7 @@ def runs(tmp_path_factory):
         )
         for i in range(NUM_PROCESSES)
     ]
-    _wait(processes, logs)
+    processes.wait(workers, logs, TIMEOUT)
     # The reference reads back what the group saved.
     reference_log = directory / "reference.log"
     reference = _start(
@@ -136,7 +84,7 @@ def runs(tmp_path_factory):
          f"--out={directory / 'reference.npz'}"],
         reference_log,
     )
-    _wait([reference], [reference_log])
+    processes.wait([reference], [reference_log], TIMEOUT)
     return [np.load(out) for out in outs], np.load(directory / "reference.npz")
 
 

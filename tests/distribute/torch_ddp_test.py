@@ -21,13 +21,12 @@ pipeline whose views are made in parallel out of order (the batches
 
 import hashlib
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
+from tests.distribute import processes
 from tests.testing import free_port
 
 pytestmark = pytest.mark.skipif(
@@ -48,40 +47,35 @@ LOSS_RTOL, LOSS_ATOL = 1e-5, 2e-6
 WEIGHT_RTOL, WEIGHT_ATOL = 1e-5, 1e-5
 
 
-def _env(**extra):
-    return dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="2", **extra)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     directory = tmp_path_factory.mktemp("torch_ddp")
-    single = subprocess.run(
-        [sys.executable, WORKER, "--mode=single", f"--out={directory / 'single.npz'}"],
-        env=_env(), capture_output=True, text=True, timeout=600,
+    single = directory / "single.npz"
+    processes.run(
+        WORKER,
+        ["--mode=single", f"--out={single}"],
+        processes.environment("torch"),
+        directory / "single.log",
     )
-    assert single.returncode == 0, single.stderr[-4000:]
     port = str(free_port())
-    processes = [
-        subprocess.Popen(
-            [sys.executable, WORKER, "--mode=ddp", f"--out={directory / f'rank_{rank}.npz'}"],
-            env=_env(
-                RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-                MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
-            ),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for rank in range(2)
-    ]
-    for process in processes:
-        try:
-            output, _ = process.communicate(timeout=600)
-        finally:
-            process.kill()
-        assert process.returncode == 0, output[-4000:]
-    return (
-        np.load(directory / "single.npz"),
-        [np.load(directory / f"rank_{rank}.npz") for rank in range(2)],
+    ranks = [directory / f"rank_{rank}.npz" for rank in range(2)]
+    logs = [out.with_suffix(".log") for out in ranks]
+    processes.wait(
+        [
+            processes.start(
+                WORKER,
+                ["--mode=ddp", f"--out={out}"],
+                processes.environment(
+                    "torch", RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                    MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
+                ),
+                log,
+            )
+            for rank, (out, log) in enumerate(zip(ranks, logs))
+        ],
+        logs,
     )
+    return np.load(single), [np.load(out) for out in ranks]
 
 
 def _weights(result, prefix):
