@@ -233,7 +233,18 @@ flags.DEFINE_integer(
 flags.DEFINE_float("color_jitter_strength", 0.5, "Colour distortion strength s (CIFAR: 0.5, ImageNet: 1.0).")
 flags.DEFINE_float("crop_min_scale", 0.08, "Smallest crop area, as a fraction of the image.")
 flags.DEFINE_float("blur_probability", 0.0, "Probability of Gaussian blur per view (ImageNet: 0.5).")
-flags.DEFINE_boolean("mixed_precision", False, "Compute in bfloat16 (mixed_bfloat16 policy), loss in float32.")
+flags.DEFINE_enum(
+    "precision", "auto", ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+    "Keras dtype policy of the run. auto: mixed_bfloat16 where the hardware "
+    "computes bfloat16 natively (x86 CPUs with AVX-512-bf16 or AMX, GPUs of "
+    "compute capability 8.0+, TPUs), float32 elsewhere "
+    "(keras_simclr.config.fast_precision). Losses stay in float32.",
+)
+flags.DEFINE_boolean(
+    "mixed_precision", None,
+    "Deprecated, kept for one release: --mixed_precision is "
+    "--precision=mixed_bfloat16, --nomixed_precision --precision=float32.",
+)
 flags.DEFINE_string("model_dir", "runs/pretrain", "Where checkpoints, flags and results are written.")
 flags.DEFINE_integer(
     "checkpoint_steps", 50,
@@ -298,6 +309,27 @@ for _name, _condition, _requirement in (
     ("verbose", lambda n: n in (0, 1, 2, 3), "0, 1, 2 or 3"),
 ):
     example_data.check_flag(_name, _condition, _requirement)
+
+
+def precision_from_flags():
+    """The `keras_simclr.config.Precision` of --precision, or of the
+    deprecated --mixed_precision."""
+    import keras_simclr
+
+    if FLAGS.mixed_precision is None:
+        return keras_simclr.config.resolve_precision(FLAGS.precision)
+    if FLAGS["precision"].present:
+        raise app.UsageError(
+            "--mixed_precision is the deprecated form of --precision; give "
+            f"--precision only. Received: --precision={FLAGS.precision} and "
+            f"--{'' if FLAGS.mixed_precision else 'no'}mixed_precision"
+        )
+    policy = "mixed_bfloat16" if FLAGS.mixed_precision else "float32"
+    print(
+        "--mixed_precision is deprecated and will be removed in a future "
+        f"release: use --precision={policy}."
+    )
+    return keras_simclr.config.Precision(policy, "chosen by --mixed_precision")
 
 
 def make_strategy(name, cpu_devices, tpu):
@@ -545,8 +577,9 @@ def main(argv):
         import tensorflow as tf
 
         tf.random.set_seed(FLAGS.seed)
-    if FLAGS.mixed_precision:
-        keras.config.set_dtype_policy("mixed_bfloat16")
+    precision = precision_from_flags()
+    keras.config.set_dtype_policy(precision.policy)
+    print(f"precision={precision.policy}: {precision.reason}")
     image_size = FLAGS.image_size or example_data.default_image_size(FLAGS.dataset)
 
     def make_augmentation():
@@ -804,6 +837,8 @@ def main(argv):
             "epochs_run": [epoch + 1 for epoch in fit_result.epoch],
             "pretraining_seconds": round(wall_time, 1),
             "objective": FLAGS.objective,
+            "precision": precision.policy,
+            "precision_reason": precision.reason,
             "final_objective_loss": float(history[loss_name][-1]),
             "linear_probe_accuracy": linear_probe,
             "history": {k: [float(v) for v in vs] for k, vs in history.items()},
@@ -928,7 +963,7 @@ _OWN_FLAGS = [
     "process_id", "global_bn", "objective",
     "objective_config", "target_momentum", "queue_size", "memory_queue", "prediction_hidden_dim",
     "temperature", "color_jitter_strength", "crop_min_scale",
-    "blur_probability", "mixed_precision", "model_dir", "checkpoint_steps", "knn_every",
+    "blur_probability", "precision", "mixed_precision", "model_dir", "checkpoint_steps", "knn_every",
     "knn_train_images", "eval_images", "tensorboard", "plots", "seed",
 ]
 

@@ -9,6 +9,7 @@ from keras_simclr import cpu_defaults as _cpu_defaults
 _cpu_defaults.enable_onednn()
 
 from keras_simclr import callbacks  # noqa: E402
+from keras_simclr import config
 from keras_simclr import distribute
 from keras_simclr import evaluation
 from keras_simclr import layers

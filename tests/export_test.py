@@ -274,6 +274,34 @@ def _export_models(root, arrays):
     expected["classifier/images"] = _numpy(classifier.export_outputs(images))
     models["classifier"] = classifier
 
+    # Under the mixed_bfloat16 policy that use_fast_precision() may choose,
+    # the signature still returns float32.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        bf16_pretrainer = SimCLRPretrainer(
+            encoder=_tiny_encoder(),
+            augmentation=SimCLRAugmentation(
+                IMAGE_SIZE, preset="cifar", value_range=(0, 1), seed=0
+            ),
+            projection_head=ProjectionHead(hidden_dim=8, output_dim=4),
+            num_classes=3,
+        )
+        bf16_pretrainer.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    _randomize_batch_norm(bf16_pretrainer, seed=7)
+    export_saved_model(
+        bf16_pretrainer, os.path.join(root, "bf16_pretrainer"), value_range=(0, 1)
+    )
+    outputs = bf16_pretrainer.export_outputs(
+        arrays["images"].astype("float32") / 255.0
+    )
+    expected["bf16_pretrainer/images"] = {
+        name: _numpy(ops.cast(value, "float32")) for name, value in outputs.items()
+    }
+    models["bf16_pretrainer"] = bf16_pretrainer
+
     # The imagenet preset's evaluation transform: images of another size
     # are centre-cropped (87.5%) and resized bicubically; the expected
     # outputs take the official crop, written with tf.image.
@@ -329,6 +357,10 @@ def _export_models(root, arrays):
             "path": os.path.join(root, "classifier"),
             "inputs": ["images"],
         },
+        "bf16_pretrainer": {
+            "path": os.path.join(root, "bf16_pretrainer"),
+            "inputs": ["images"],
+        },
         "crop_pretrainer": {
             "path": os.path.join(root, "crop_pretrainer"),
             "inputs": ["images", "large", "small"],
@@ -373,7 +405,7 @@ def exported(tmp_path_factory):
     }
 
 
-def _assert_served_as_expected(exported, case, key):
+def _assert_served_as_expected(exported, case, key, atol=ATOL, rtol=RTOL):
     expected = exported["expected"][f"{case}/{key}"]
     served = exported["served"]
     for endpoint in ("signature", "serve"):
@@ -387,7 +419,7 @@ def _assert_served_as_expected(exported, case, key):
             actual = served[f"{case}/{key}/{endpoint}/{name}"]
             assert actual.dtype == np.float32
             np.testing.assert_allclose(
-                actual, value, atol=ATOL, rtol=RTOL, err_msg=f"{endpoint} {name}"
+                actual, value, atol=atol, rtol=rtol, err_msg=f"{endpoint} {name}"
             )
 
 
@@ -408,6 +440,16 @@ def test_pretrainer_serves_features_projection_and_probe_logits(exported):
     expected = exported["expected"]["pretrainer/images"]
     assert expected["projection"].shape == (4, 4)
     assert expected["logits"].shape == (4, 3)
+
+
+def test_a_bfloat16_pretrainer_serves_float32(exported):
+    """A model computing in bfloat16 serves float32 outputs, those of the
+    model to bfloat16's precision (8 bits: TensorFlow's kernels and the
+    backend's round at other places)."""
+    assert exported["models"]["bf16_pretrainer"].encoder.compute_dtype == "bfloat16"
+    _assert_served_as_expected(
+        exported, "bf16_pretrainer", "images", atol=3e-2, rtol=3e-2
+    )
 
 
 def test_export_outputs_method_gives_the_outputs(exported):

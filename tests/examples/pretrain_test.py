@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-import keras_simclr  # noqa: F401  (registers its classes for load_model)
+import keras_simclr  # (also registers its classes for load_model)
 from tests.data.image_files import write_image
 from tests.testing import flags_only, run_example, script_behaviour
 
@@ -52,6 +52,45 @@ def test_pretrain_script_writes_model_flags_and_results(tmp_path):
     output = result.stdout + result.stderr
     assert not re.search(r"^[IWEF]\d{4} |cuInit|absl::InitializeLog", output, re.M)
     assert "retracing" not in output
+
+
+@script_behaviour
+def test_pretrain_script_chooses_the_fast_precision_and_says_why(tmp_path):
+    """--precision=auto, the default: the machine's fast precision, named with
+    its reason on the run's first line and in results.json."""
+    result = run_script(tmp_path, "--precision=auto")
+    assert result.returncode == 0, result.stderr[-3000:]
+    chosen = keras_simclr.config.fast_precision()
+    assert result.stdout.splitlines()[0] == (
+        f"precision={chosen.policy}: {chosen.reason}"
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["precision"] == chosen.policy
+    assert results["precision_reason"] == chosen.reason
+    encoder = keras.saving.load_model(tmp_path / "encoder.keras")
+    compute = "bfloat16" if chosen.policy == "mixed_bfloat16" else "float32"
+    assert encoder.compute_dtype == compute
+    assert np.isfinite(results["final_contrastive_loss"])
+
+
+@script_behaviour
+def test_the_deprecated_mixed_precision_flag_still_works(tmp_path):
+    result = run_script(tmp_path, "--mixed_precision")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--mixed_precision is deprecated" in result.stdout
+    assert "use --precision=mixed_bfloat16" in result.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["precision"] == "mixed_bfloat16"
+
+
+@flags_only
+def test_precision_given_twice_is_refused(tmp_path):
+    result = run_script(tmp_path, "--precision=float32", "--mixed_precision")
+    assert result.returncode != 0
+    assert (
+        "--mixed_precision is the deprecated form of --precision; give "
+        "--precision only. Received: --precision=float32 and --mixed_precision"
+    ) in result.stderr
 
 
 @flags_only

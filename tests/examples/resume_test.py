@@ -141,6 +141,8 @@ def script_arguments(model_dir):
         "--image_size=8",
         "--checkpoint_steps=1",
         "--verbose=0",
+        # The default, auto, depends on the CPU.
+        "--precision=float32",
     ]
 
 
