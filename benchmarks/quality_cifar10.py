@@ -42,6 +42,8 @@ identical with, those on the official files.
 
     KERAS_BACKEND=tensorflow python benchmarks/quality_cifar10.py --minutes=15
     KERAS_BACKEND=tensorflow python benchmarks/quality_cifar10.py --epochs=2 --runs=simclr
+    KERAS_BACKEND=tensorflow python benchmarks/quality_cifar10.py --runs=simclr,lightly \
+        --precisions=float32,mixed_bfloat16     # each run in both precisions
 
 Writes `quality_cifar10.json` (command, seed, budget, wall times, backend,
 curves and accuracies), `quality_cifar10.md` (the table) and
@@ -104,8 +106,14 @@ def parse_args(argv=None):
     parser.add_argument("--linear_epochs", type=int, default=100)
     parser.add_argument("--train_images", type=int, default=None, help="Use only this many training images (quick tries).")
     parser.add_argument(
-        "--mixed_precision", type=int, default=0,
-        help="1: mixed_bfloat16 policy (for GPUs, TPUs and CPUs with bf16 units: AMX or AVX512-BF16), 0: float32.",
+        "--precisions", default="float32",
+        help="Comma list of float32, mixed_bfloat16 and auto (keras_simclr.config.fast_precision()); every run of "
+        "--runs trains once per precision. lightly's bfloat16 is PyTorch's fastest CPU setting (bf16 autocast, "
+        "channels_last), as its users would run it.",
+    )
+    parser.add_argument(
+        "--mixed_precision", type=int, default=None,
+        help="Deprecated: 1 is --precisions=mixed_bfloat16, 0 is --precisions=float32.",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--archive", default=os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg.tar.gz"))
@@ -123,6 +131,13 @@ def parse_args(argv=None):
     if unknown or not runs:
         parser.error(f"--runs takes {', '.join(RUN_NAMES)}. Received: {args.runs!r}")
     args.runs = runs
+    if args.mixed_precision is not None:
+        args.precisions = "mixed_bfloat16" if args.mixed_precision else "float32"
+    precisions = [p for p in args.precisions.split(",") if p]
+    unknown = sorted(set(precisions) - {"float32", "mixed_bfloat16", "auto"})
+    if unknown or not precisions:
+        parser.error(f"--precisions takes float32, mixed_bfloat16 and auto. Received: {args.precisions!r}")
+    args.precisions = precisions
     if not 0 <= args.warmup_fraction < 1:
         parser.error(f"--warmup_fraction must be in [0, 1). Received: {args.warmup_fraction}")
     return args
@@ -369,7 +384,7 @@ def train_lightly(args, keras, keras_simclr, x_train, curve_train, curve_test, e
             "temperature": args.temperature, "warmup_fraction": args.warmup_fraction,
             "steps_per_round": args.steps_per_round, "workers": args.lightly_workers,
             "seconds": budget.seconds, "steps": budget.steps, "eval_every_seconds": eval_every,
-            "mixed_precision": bool(args.mixed_precision),
+            "mixed_precision": args.precision == "mixed_bfloat16",
         }
         child = subprocess.run(
             [args.lightly_python, os.path.join(HERE, "_lightly_child.py"), json.dumps(job)],
@@ -413,23 +428,31 @@ def write_report(args, results, meta):
         "| encoder | training time | steps | epochs | kNN top-1 | kNN top-5 | linear top-1 | linear top-5 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name in args.runs:
-        r = results[name]
+    for key, r in results.items():
+        label = run_label(key, names)
         if "skipped" in r:
-            lines.append(f"| {names[name]} | skipped: {r['skipped']} | | | | | | |")
+            lines.append(f"| {label} | skipped: {r['skipped']} | | | | | | |")
             continue
         lines.append(
-            f"| {names[name]} | {r['train_seconds'] / 60:.1f} min | {r['steps']} | {r['epochs']:.2f} | "
+            f"| {label} | {r['train_seconds'] / 60:.1f} min | {r['steps']} | {r['epochs']:.2f} | "
             f"{100 * r['knn_top1']:.1f}% | {100 * r['knn_top5']:.1f}% | "
             f"{100 * r['linear_top1']:.1f}% | {100 * r['linear_top5']:.1f}% |"
         )
-    if "supervised" in results:
-        lines.append(
-            f"\nThe supervised network's own classifier: {100 * results['supervised']['classifier_top1']:.1f}% top-1."
-        )
+    for key, r in results.items():
+        if key.split("@")[0] == "supervised" and "classifier_top1" in r:
+            lines.append(
+                f"\nThe supervised network's own classifier ({run_label(key, names)}): "
+                f"{100 * r['classifier_top1']:.1f}% top-1."
+            )
     print("\n" + "\n".join(lines), flush=True)
     _report.write_results(os.path.join(args.output_dir, "quality_cifar10.json"), {**meta, "results": results}, lines)
     plot_curves(args, results, names, os.path.join(args.output_dir, "quality_cifar10.png"), meta)
+
+
+def run_label(key, names):
+    """The table's name of a result key, `run` or `run@precision`."""
+    name, _, precision = key.partition("@")
+    return f"{names[name]}, {precision}" if precision else names[name]
 
 
 def plot_curves(args, results, names, path, meta):
@@ -439,12 +462,15 @@ def plot_curves(args, results, names, path, meta):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for name, style in (("simclr", "o-"), ("lightly", "^-"), ("supervised", "s-")):
-        if name in results and results[name].get("curve"):
-            curve = results[name]["curve"]
-            ax.plot([p["minutes"] for p in curve], [100 * p["knn_top1"] for p in curve], style, label=names[name])
-    if "random" in results:
-        ax.axhline(100 * results["random"]["knn_top1_subset"], color="grey", ls="--", label=names["random"])
+    styles = {"simclr": "o-", "lightly": "^-", "supervised": "s-"}
+    for key, r in results.items():
+        name = key.split("@")[0]
+        if name in styles and r.get("curve"):
+            curve = r["curve"]
+            ax.plot([p["minutes"] for p in curve], [100 * p["knn_top1"] for p in curve], styles[name],
+                    label=run_label(key, names))
+        elif name == "random" and "knn_top1_subset" in r:
+            ax.axhline(100 * r["knn_top1_subset"], color="grey", ls="--", label=run_label(key, names))
     ax.set_xlabel("training time (minutes, evaluation excluded)")
     ax.set_ylabel("kNN top-1 (%)")
     ax.set_title(
@@ -481,8 +507,9 @@ def main(argv=None):
 
     import keras_simclr
 
-    if args.mixed_precision:
-        keras.config.set_dtype_policy("mixed_bfloat16")
+    precisions = [keras_simclr.config.resolve_precision(p) for p in args.precisions]
+    for precision in precisions:
+        print(f"precision {precision}", flush=True)
     curve_train = random_subset(x_train, y_train, min(args.curve_train_images, len(x_train)), args.seed + 1)
     curve_test = random_subset(x_test, y_test, min(args.curve_test_images, len(x_test)), args.seed + 2)
 
@@ -498,8 +525,12 @@ def main(argv=None):
         budget = Budget(steps=steps)
         eval_every = 60 * args.eval_every_minutes if args.eval_every_minutes else 0.0
     results = {}
-    for name in args.runs:
-        print(f"== {name}", flush=True)
+    runs = [(name, precision) for precision in precisions for name in args.runs]
+    for name, precision in runs:
+        key = name if len(precisions) == 1 else f"{name}@{precision.policy}"
+        print(f"== {name}, {precision.policy}", flush=True)
+        keras.config.set_dtype_policy(precision.policy)
+        args.precision = precision.policy
         keras.utils.set_random_seed(args.seed)
         run_start = time.perf_counter()
         extra = {}
@@ -514,7 +545,8 @@ def main(argv=None):
                       f"({result['wall_seconds'] / 60:.1f} min in all)", flush=True)
             else:
                 print(f"   skipped: {result['skipped']}", flush=True)
-            results[name] = result
+            result["precision"] = precision.policy
+            results[key] = result
             continue
         if name == "random":
             encoder = build_encoder(keras_simclr)
@@ -530,7 +562,8 @@ def main(argv=None):
             )
         steps = callback.steps_done if callback else 0
         scores = score(keras, keras_simclr, encoder, eval_train, eval_test, args.linear_epochs)
-        results[name] = {
+        results[key] = {
+            "precision": precision.policy,
             "train_seconds": callback.train_seconds if callback else 0.0,
             "steps": steps,
             "epochs": steps * args.batch_size / len(x_train),
@@ -541,7 +574,7 @@ def main(argv=None):
         }
         print(
             f"   kNN top-1 {scores['knn_top1']:.4f}, linear top-1 {scores['linear_top1']:.4f} "
-            f"({results[name]['wall_seconds'] / 60:.1f} min in all)",
+            f"({results[key]['wall_seconds'] / 60:.1f} min in all)",
             flush=True,
         )
         keras.backend.clear_session()
@@ -549,7 +582,7 @@ def main(argv=None):
     meta = {
         "command": " ".join(["python"] + [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
         "backend": keras.backend.backend(),
-        "precision": "mixed_bfloat16" if args.mixed_precision else "float32",
+        "precision": ", ".join(str(p) for p in precisions),
         "seed": args.seed,
         "budget": {"minutes": args.minutes, "epochs": args.epochs},
         "batch_size": args.batch_size,
