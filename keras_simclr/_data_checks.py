@@ -15,8 +15,6 @@ import numpy as np
 
 from keras_simclr import _graph_checks
 
-SINGLE_IMAGE_BATCH = "a batch of a single image"
-
 
 def is_tf_dataset(x):
     """A `tf.data.Dataset`; not a `tf.distribute` distributed dataset, which
@@ -291,7 +289,7 @@ def check_batches_hold_two_images(dataset, name):
 
 def single_image_batch_message(name):
     return (
-        f"`{name}` yielded {SINGLE_IMAGE_BATCH}, which has no negatives "
+        f"`{name}` yielded a batch of a single image, which has no negatives "
         "(each image is contrasted with the others of its batch). Batch the "
         "dataset with `.batch(batch_size, drop_remainder=True)`, or change "
         "`batch_size` so that no batch holds one image."

@@ -149,7 +149,7 @@ class PretrainerInputChecks:
                 f"Received: batch_size={batch_size}"
             )
         if y is not None and _data_checks.is_array_like(y):
-            self._check_labels(_data_checks.as_numpy(y, y_name), num_images, y_name)
+            self._check_label_array(_data_checks.as_numpy(y, y_name), num_images, y_name)
         elif y is None and self.objective.needs_labels:
             raise ValueError(
                 _data_checks.missing_labels_message(
@@ -157,7 +157,7 @@ class PretrainerInputChecks:
                 )
             )
 
-    def _check_labels(self, labels, num_images, name):
+    def _check_label_array(self, labels, num_images, name):
         self._require_probe(f"{name} of shape {np.shape(labels)}")
         _data_checks.check_labels(labels, num_images, name, self.num_classes)
 
@@ -204,7 +204,7 @@ class PretrainerInputChecks:
                 "with `.batch(batch_size)`."
             )
         if isinstance(element, tuple) and len(element) > 1:
-            self._check_labels(
+            self._check_label_array(
                 np.asarray(element[1]), int(first.shape[0]), f"{name} labels"
             )
         if isinstance(x_batch, dict):

@@ -345,7 +345,7 @@ class SimCLRClassifier(FrozenPartsMixin, Task):
         """SGD with Nesterov momentum 0.9 and learning rate 0.1, the
         official fine-tuning optimizer (`--optimizer=momentum`) at its
         linear-evaluation rate per 256 images; scale it to your batch."""
-        return keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True)
+        return fine_tuning_optimizer()
 
     def compile(self, optimizer="auto", loss="auto", *, metrics="auto", **kwargs):
         """Configures training, with defaults for each argument left "auto".
@@ -393,18 +393,19 @@ class SimCLRClassifier(FrozenPartsMixin, Task):
         # may take labels of another form (one-hot, soft).
         return "required" if getattr(self, "_sparse_labels", False) else None
 
+    # The labels are checked by the base; the images' range too, as the
+    # pretrainer's: on another scale than in pretraining they would give
+    # other features without a word.
+
     def _check_fit_data(self, x, y, batch_size, kwargs):
-        validation_data = kwargs.get("validation_data")
-        self._check_labels(x, y, validation_data)
-        # As the pretrainer: images on another scale than in pretraining
-        # would give other features without a word.
-        self._check_image_range(x, batch_size, validation_data)
-        return x, y, batch_size, kwargs
+        checked = super()._check_fit_data(x, y, batch_size, kwargs)
+        self._check_image_range(x, batch_size, kwargs.get("validation_data"))
+        return checked
 
     def _check_evaluation_data(self, x, y, batch_size, kwargs):
-        self._check_labels(x, y)
+        checked = super()._check_evaluation_data(x, y, batch_size, kwargs)
         self._check_image_range(x, batch_size)
-        return x, y
+        return checked
 
     # === Config ===
 
@@ -419,6 +420,13 @@ class SimCLRClassifier(FrozenPartsMixin, Task):
             }
         )
         return config
+
+
+def fine_tuning_optimizer():
+    """The official fine-tuning optimizer (`--optimizer=momentum`): SGD with
+    Nesterov momentum 0.9 at learning rate 0.1, the classifier's and the
+    distiller's `compile("auto")`."""
+    return keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True)
 
 
 def _check_loss_takes_logits(loss):

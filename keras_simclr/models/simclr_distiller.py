@@ -14,6 +14,7 @@ from keras_simclr.losses.distillation import distillation_loss
 from keras_simclr.models import _in_step_augmentation
 from keras_simclr.models._frozen_parts import FrozenPartsMixin
 from keras_simclr.models.simclr_classifier import SimCLRClassifier
+from keras_simclr.models.simclr_classifier import fine_tuning_optimizer
 from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
 from keras_simclr.models.task import Task
 
@@ -391,7 +392,7 @@ class SimCLRDistiller(FrozenPartsMixin, Task):
         code's `--optimizer=momentum`), since the student is trained as a
         classifier on the teacher's labels; scale the rate to your batch
         size."""
-        return keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True)
+        return fine_tuning_optimizer()
 
     def _labels_num_classes(self, x):
         """The student's number of classes, from its output shape."""

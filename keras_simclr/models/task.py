@@ -128,15 +128,12 @@ class Task(keras.Model):
         if self.builtin_loss is None:
             return super().compute_loss(x, y, y_pred, sample_weight, training)
         if sample_weight is not None:
-            raise ValueError(self._sample_weight_message(sample_weight))
+            raise ValueError(self._weights_message("sample_weight", sample_weight))
         total = ops.cast(self.compute_task_loss(x, y, y_pred, training), "float32")
         for extra in self.losses:
             total = total + ops.cast(ops.sum(extra), "float32")
         # The replicas' gradients are summed: each contributes 1/R of its loss.
         return distribute.scale_loss(total)
-
-    def _sample_weight_message(self, sample_weight):
-        return self._weights_message("sample_weight", sample_weight)
 
     def _weights_message(self, name, value):
         shown = getattr(value, "shape", None)
