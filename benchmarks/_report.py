@@ -6,6 +6,9 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
+import subprocess
+import sys
 
 
 def cpu_model_and_flags():
@@ -56,3 +59,25 @@ def write_results(json_path, results, markdown):
         json.dump(results, f, indent=2)
     with open(os.path.splitext(json_path)[0] + ".md", "w") as f:
         f.write("\n".join(markdown) + "\n")
+
+
+def measure_child(script, config):
+    """Runs `script --role=child --config=<config as JSON>` and prints its
+    last line, a JSON row, with the child's peak resident set size added as
+    `peak_rss_mib` (`RUSAGE_CHILDREN`: call it from a process that starts
+    no other child, one per measurement, so that no peak hides another)."""
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(script), "--role=child",
+         f"--config={json.dumps(config)}"],
+        capture_output=True, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    if result.returncode:
+        sys.stderr.write(result.stderr[-3000:])
+        raise SystemExit(f"the child failed for {config}")
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    # Linux reports ru_maxrss in KiB.
+    row["peak_rss_mib"] = round(
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+    )
+    print(json.dumps(row))

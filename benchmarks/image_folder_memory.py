@@ -40,6 +40,8 @@ import subprocess
 import sys
 import time
 
+import _report  # noqa: E402  (beside this script)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 IMAGE_SIZE = 32
@@ -145,22 +147,8 @@ def child(config):
 
 
 def measure(config):
-    """Runs the child; prints its output with its peak RSS (RUSAGE_CHILDREN)."""
-    result = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--role=child",
-         f"--config={json.dumps(config)}"],
-        capture_output=True, text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-    )
-    if result.returncode:
-        sys.stderr.write(result.stderr[-3000:])
-        raise SystemExit(f"the child failed for {config}")
-    row = json.loads(result.stdout.strip().splitlines()[-1])
-    # Linux reports ru_maxrss in KiB.
-    row["peak_rss_mib"] = round(
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
-    )
-    print(json.dumps(row))
+    """Runs the child; prints its row with its peak RSS."""
+    _report.measure_child(__file__, config)
 
 
 def cpu_model():

@@ -14,6 +14,10 @@ The labelled cross-entropy term of SimCLR v2's eq. 3 is left out here, as the
 paper's main experiments do; `SimCLRDistiller(labelled_loss_weight=...)` adds it
 when `fit` gets labels.
 
+`--precision` (default auto: `mixed_bfloat16` where the hardware computes
+bfloat16 natively, float32 elsewhere) is this run's own: the student is made
+in it and the teacher copied into it (`keras_simclr.config.with_precision`).
+
 Writes to `--model_dir`:
     student.keras   the student classifier
     distill.json    flags, teacher and student test top-1, their agreement, wall time
@@ -59,6 +63,7 @@ flags.DEFINE_float(
 flags.DEFINE_integer("max_images", None, "Use at most this many training images.")
 flags.DEFINE_integer("seed", 0, "Seed of the student's initialisation, crops and data order.")
 flags.DEFINE_integer("verbose", 2, example_data.VERBOSE_HELP)
+example_data.define_precision_flag()
 
 # Checked as the flags are parsed: one line naming the flag and its value,
 # before anything loads.
@@ -84,6 +89,7 @@ def main(argv):
 
     import keras_simclr
 
+    precision = example_data.use_precision(FLAGS.precision)
     try:
         pretraining_flags = example_data.load_pretraining_flags(FLAGS.model_dir)
         train_images, train_labels, test_images, test_labels = (
@@ -98,7 +104,10 @@ def main(argv):
             "examples/finetune.py on it first."
         )
     keras.utils.set_random_seed(FLAGS.seed)
-    teacher = keras.saving.load_model(teacher_path, compile=False)
+    # Saved in the fine-tuning run's precision; run in this run's.
+    teacher = keras_simclr.config.with_precision(
+        keras.saving.load_model(teacher_path, compile=False), precision
+    )
     num_classes = teacher.num_classes
     image_size = train_images.shape[1]
 
@@ -148,6 +157,8 @@ def main(argv):
     results = {
         "backend": keras.backend.backend(),
         "flags": {name: FLAGS[name].value for name in _OWN_FLAGS},
+        "precision": precision.policy,
+        "precision_reason": precision.reason,
         "distilled_images": int(len(images)),
         "test_images": int(len(test_images)),
         "teacher_top1": float(np.mean(teacher_predictions == test_labels)),
@@ -171,7 +182,7 @@ def main(argv):
 _OWN_FLAGS = [
     "model_dir", "student_depth", "student_width_multiplier", "temperature",
     "epochs", "batch_size",
-    "learning_rate", "max_images", "seed",
+    "learning_rate", "max_images", "seed", "precision",
 ]
 
 if __name__ == "__main__":

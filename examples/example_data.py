@@ -47,6 +47,16 @@ DATASET_HELP = (
 )
 
 
+PRECISIONS = ["auto", "float32", "mixed_bfloat16", "mixed_float16"]
+
+PRECISION_HELP = (
+    "Keras dtype policy of the run. auto: mixed_bfloat16 where the hardware "
+    "computes bfloat16 natively (x86 CPUs with AVX-512-bf16 or AMX, GPUs of "
+    "compute capability 8.0+, TPUs), float32 elsewhere "
+    "(keras_simclr.config.fast_precision). Losses stay in float32."
+)
+
+
 class UsageError(ValueError):
     """A bad combination of flags, reported before any training."""
 
@@ -145,6 +155,28 @@ def check_flag(name, condition, requirement):
         lambda value: value is None or condition(value),
         message=f"--{name} must be {requirement}",
     )
+
+
+def define_precision_flag():
+    """Defines --precision (`PRECISIONS`, default auto)."""
+    from absl import flags
+
+    flags.DEFINE_enum("precision", "auto", PRECISIONS, PRECISION_HELP)
+
+
+def use_precision(precision):
+    """Sets Keras's global dtype policy to `precision` (a
+    `keras_simclr.config.Precision`, or a --precision value) and prints it as
+    the run's first line; returns the `Precision`."""
+    import keras
+
+    import keras_simclr
+
+    if isinstance(precision, str):
+        precision = keras_simclr.config.resolve_precision(precision)
+    keras.config.set_dtype_policy(precision.policy)
+    print(f"precision={precision.policy}: {precision.reason}")
+    return precision
 
 
 class TrainingData:

@@ -17,6 +17,11 @@ Writes to `--model_dir`:
 
 `--baseline` also trains the same classifier from a randomly initialised
 encoder on the same labels, for comparison.
+
+`--precision` (default auto: `mixed_bfloat16` where the hardware computes
+bfloat16 natively, float32 elsewhere) is this run's own: the pretrainer is
+copied into it whatever precision pretraining saved it in
+(`keras_simclr.config.with_precision`).
 """
 
 # First, before TensorFlow loads (it reads these settings once) and before
@@ -76,6 +81,7 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 flags.DEFINE_integer("verbose", 2, example_data.VERBOSE_HELP)
+example_data.define_precision_flag()
 
 # Checked as the flags are parsed: one line naming the flag and its value,
 # before anything loads.
@@ -119,6 +125,7 @@ def main(argv):
 
     import keras_simclr
 
+    precision = example_data.use_precision(FLAGS.precision)
     try:
         pretraining_flags = example_data.load_pretraining_flags(FLAGS.model_dir)
         train_images, train_labels, test_images, test_labels = (
@@ -153,7 +160,10 @@ def main(argv):
         f"{num_classes} classes; backend={keras.backend.backend()}"
     )
 
-    pretrainer = keras.saving.load_model(pretrainer_path, compile=False)
+    # Saved in the pretraining run's precision; fine-tuned in this run's.
+    pretrainer = keras_simclr.config.with_precision(
+        keras.saving.load_model(pretrainer_path, compile=False), precision
+    )
     try:
         classifier = keras_simclr.models.SimCLRClassifier(
             pretrainer, num_classes, head_layers=FLAGS.head_layers, mode=FLAGS.mode
@@ -163,6 +173,8 @@ def main(argv):
     results = {
         "backend": keras.backend.backend(),
         "flags": {name: FLAGS[name].value for name in _OWN_FLAGS},
+        "precision": precision.policy,
+        "precision_reason": precision.reason,
         "labelled_images": int(len(labelled)),
         "train_images": int(len(train_images)),
         "test_images": int(len(test_images)),
@@ -199,7 +211,7 @@ def main(argv):
 
 _OWN_FLAGS = [
     "model_dir", "mode", "head_layers", "label_fraction", "epochs", "batch_size",
-    "learning_rate", "max_images", "baseline", "seed",
+    "learning_rate", "max_images", "baseline", "seed", "precision",
 ]
 
 if __name__ == "__main__":

@@ -193,6 +193,14 @@ flags.DEFINE_boolean(
     "Batch-norm statistics over the global batch when several replicas train "
     "(the paper's); --noglobal_bn keeps them per replica (TensorFlow strategies only).",
 )
+flags.DEFINE_integer(
+    "gradient_chunk_size", None,
+    "Encode at most this many images (twice as many views) at a time and "
+    "train on the whole --batch_size's objective with its exact gradient "
+    "(gradient caching: about one more forward pass of compute, the "
+    "activation memory of one chunk). For a batch that does not fit in "
+    "memory; one device only. Default: the whole batch at once.",
+)
 flags.DEFINE_enum(
     "objective", "simclr",
     ["simclr", "supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad"],
@@ -233,13 +241,7 @@ flags.DEFINE_integer(
 flags.DEFINE_float("color_jitter_strength", 0.5, "Colour distortion strength s (CIFAR: 0.5, ImageNet: 1.0).")
 flags.DEFINE_float("crop_min_scale", 0.08, "Smallest crop area, as a fraction of the image.")
 flags.DEFINE_float("blur_probability", 0.0, "Probability of Gaussian blur per view (ImageNet: 0.5).")
-flags.DEFINE_enum(
-    "precision", "auto", ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
-    "Keras dtype policy of the run. auto: mixed_bfloat16 where the hardware "
-    "computes bfloat16 natively (x86 CPUs with AVX-512-bf16 or AMX, GPUs of "
-    "compute capability 8.0+, TPUs), float32 elsewhere "
-    "(keras_simclr.config.fast_precision). Losses stay in float32.",
-)
+example_data.define_precision_flag()
 flags.DEFINE_boolean(
     "mixed_precision", None,
     "Deprecated, kept for one release: --mixed_precision is "
@@ -297,6 +299,7 @@ for _name, _condition, _requirement in (
     ("projection_dim", lambda n: n >= 1, "a positive width"),
     ("projection_layers", lambda n: n >= 1, "a positive number of layers"),
     ("batch_size", lambda n: n >= 1, "a positive number of images"),
+    ("gradient_chunk_size", lambda n: n >= 1, "a positive number of images (or left out for the whole batch)"),
     ("epochs", lambda n: n >= 1, "a positive number of epochs"),
     ("learning_rate", lambda x: x > 0, "positive"),
     ("momentum", lambda x: 0 <= x < 1, "in [0, 1)"),
@@ -577,9 +580,7 @@ def main(argv):
         import tensorflow as tf
 
         tf.random.set_seed(FLAGS.seed)
-    precision = precision_from_flags()
-    keras.config.set_dtype_policy(precision.policy)
-    print(f"precision={precision.policy}: {precision.reason}")
+    precision = example_data.use_precision(precision_from_flags())
     image_size = FLAGS.image_size or example_data.default_image_size(FLAGS.dataset)
 
     def make_augmentation():
@@ -703,6 +704,7 @@ def main(argv):
             objective=make_objective(),
             num_classes=num_classes,
             global_bn=FLAGS.global_bn,
+            gradient_chunk_size=FLAGS.gradient_chunk_size,
         )
         peak = keras_simclr.optimizers.scale_learning_rate(
             FLAGS.learning_rate, batch_size, FLAGS.learning_rate_scaling
@@ -957,7 +959,7 @@ _OWN_FLAGS = [
     "dataset", "data_dir", "tfds_name", "download", "image_size", "crop_from", "max_images",
     "resnet_depth",
     "width_multiplier", "sk_ratio", "cifar_stem", "projection_dim", "projection_layers",
-    "batch_size", "epochs", "optimizer", "learning_rate",
+    "batch_size", "gradient_chunk_size", "epochs", "optimizer", "learning_rate",
     "learning_rate_scaling", "warmup_epochs", "momentum", "weight_decay",
     "strategy", "cpu_devices", "tpu", "coordinator_address", "num_processes",
     "process_id", "global_bn", "objective",

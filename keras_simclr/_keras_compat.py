@@ -44,6 +44,18 @@ def _keras_src(module, attribute, purpose):
         ) from error
 
 
+# === Variables (models/_gradient_cache.py) ===
+
+
+def autocast_off():
+    """A context in which reading `variable.value` gives the variable's own
+    dtype, also inside a mixed-precision layer's call (Keras's
+    `AutocastScope(None)`). Checked on Keras 3.15.1."""
+    return _keras_src(
+        "backend.common.variables", "AutocastScope", "reading variables uncast"
+    )(None)
+
+
 # === Augmentation layers (layers/data_layer.py) ===
 
 
@@ -302,6 +314,17 @@ def _check_tensorflow():
     assert per_replica_spec(spec) is spec
 
 
+def _check_autocast_off():
+    variable = keras.Variable([1.0], dtype="float32")
+    cast = _keras_src(
+        "backend.common.variables", "AutocastScope", "reading variables uncast"
+    )("bfloat16")
+    with cast:
+        assert keras.backend.standardize_dtype(variable.value.dtype) == "bfloat16"
+        with autocast_off():
+            assert keras.backend.standardize_dtype(variable.value.dtype) == "float32"
+
+
 INTERNALS = (
     Internal(
         "keras.src.layers.preprocessing.data_layer.DataLayer, "
@@ -310,6 +333,13 @@ INTERNALS = (
         "base of the augmentation layers, which run in tf.data on any "
         "backend; the seed of the backend in use",
         _check_data_layer,
+    ),
+    Internal(
+        "keras.src.backend.common.variables.AutocastScope",
+        "models/_gradient_cache.py",
+        "the float32 values of the variables inside a mixed-precision call, "
+        "which the cached gradient is taken with respect to",
+        _check_autocast_off,
     ),
     Internal(
         "keras.src.backend.common.global_state 'current_call_ctx' "

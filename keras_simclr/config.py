@@ -7,12 +7,17 @@ trains more steps in the same minutes than float32, with the library's
 losses kept in float32 (docs/speed.md gives the figures and the machines).
 Elsewhere bfloat16 is emulated and slower, and float32 is the fast choice. `fast_precision()` makes that choice from what the
 machine reports; `use_fast_precision()` also sets it as Keras's global
-dtype policy. Importing keras_simclr changes no dtype policy.
+dtype policy; `with_precision()` copies a saved or built model into
+another precision, since a loaded model keeps the policy it was saved with.
+Importing keras_simclr changes no dtype policy.
 """
 
+import copy
 import dataclasses
+import os
 import platform
 import sys
+import tempfile
 
 import keras
 
@@ -99,6 +104,98 @@ def resolve_precision(name):
             f"Received: precision={name!r}"
         )
     return Precision(name, "chosen by the user")
+
+
+def with_precision(model, policy):
+    """A copy of `model` that computes in `policy`, with the same weights.
+
+    A Keras model keeps the dtype policy its layers were made under, also
+    through `keras.saving.load_model`, whatever the global policy is when
+    it is loaded: a pretrainer saved from a bfloat16 run fine-tunes in
+    bfloat16 on a machine where bfloat16 is emulated, unless it is copied.
+    This makes the copy from the model's config with every layer's policy
+    replaced by `policy` (what building it under
+    `keras.config.set_dtype_policy(policy)` would give) and loads the
+    model's weights into it. Variables are float32 under each of the
+    `POLICIES`, so the weights are copied exactly. `model` is not changed;
+    the copy shares nothing with it and is not compiled.
+
+    Args:
+        model: a built Keras model or layer.
+        policy: one of `POLICIES`, or a `Precision`.
+
+    Returns:
+        The copy, or `model` itself where every layer already computes in
+        `policy`.
+
+    Example:
+
+    ```python
+    precision = keras_simclr.config.use_fast_precision()
+    pretrainer = keras.saving.load_model("pretrainer.keras")
+    pretrainer = keras_simclr.config.with_precision(pretrainer, precision)
+    ```
+    """
+    if isinstance(policy, Precision):
+        policy = policy.policy
+    if policy not in POLICIES:
+        raise ValueError(
+            f"`policy` must be one of {POLICIES} or a Precision. "
+            f"Received: policy={policy!r}"
+        )
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(
+            "`model` must be a Keras model or layer. "
+            f"Received: model={model!r}"
+        )
+    if not model.built:
+        raise ValueError(
+            "`model` must be built (called once, or loaded) so that its "
+            f"weights can be copied. Received: {model.name!r}, not built"
+        )
+    config = keras.saving.serialize_keras_object(model)
+    replacement = keras.saving.serialize_keras_object(keras.DTypePolicy(policy))
+    changed = _replace_policies(config, replacement)
+    if not changed:
+        return model
+    converted = keras.saving.deserialize_keras_object(config)
+    if not converted.built:
+        raise ValueError(
+            f"The copy of {model.name!r} could not be built from its config "
+            "(it has no build config): build it, then call with_precision."
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.weights.h5")
+        model.save_weights(path)
+        converted.load_weights(path)
+    return converted
+
+
+def _replace_policies(config, replacement):
+    """Replaces, in place, each serialised floating-point dtype policy in the
+    nested `config` by `replacement`; returns how many differed from it."""
+    changed = 0
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if _is_float_policy(value):
+                if value["config"]["name"] != replacement["config"]["name"]:
+                    changed += 1
+                config[key] = copy.deepcopy(replacement)
+            else:
+                changed += _replace_policies(value, replacement)
+    elif isinstance(config, list):
+        for item in config:
+            changed += _replace_policies(item, replacement)
+    return changed
+
+
+def _is_float_policy(value):
+    return (
+        isinstance(value, dict)
+        and value.get("class_name") == "DTypePolicy"
+        and isinstance(value.get("config"), dict)
+        and value["config"].get("name") in POLICIES + ("bfloat16", "float16")
+    )
 
 
 def _cpu_flags():

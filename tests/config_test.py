@@ -1,14 +1,22 @@
 """The fast precision: bfloat16 where the hardware has it, float32 elsewhere,
-and no global policy changed by importing the package."""
+no global policy changed by importing the package, and saved models copied
+into another precision."""
 
 import os
 import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
+from keras import ops
 
 from keras_simclr import config
+from keras_simclr.layers import ProjectionHead
+from keras_simclr.layers import SimCLRAugmentation
+from keras_simclr.models import ResNet
+from keras_simclr.models import SimCLRClassifier
+from keras_simclr.models import SimCLRPretrainer
 from tests.testing import ROOT
 
 
@@ -91,3 +99,100 @@ def test_importing_the_package_sets_no_policy():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "float32"
+
+
+# === with_precision ===
+
+
+def _build(kind, policy):
+    """A small pretrainer or classifier made under the global `policy`, as a
+    user's script would make it, with seeded weights."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        keras.utils.set_random_seed(3)
+        model = SimCLRPretrainer(
+            ResNet(depth=18, width_multiplier=0.125, cifar_stem=True, input_shape=(8, 8, 3), value_range=(0, 1)),
+            augmentation=SimCLRAugmentation(8, preset="cifar", value_range=(0, 1), seed=0),
+            projection_head=ProjectionHead(hidden_dim=8, output_dim=4, num_layers=3),
+            num_classes=3,
+        )
+        model.build((None, 8, 8, 3))
+        if kind == "classifier":
+            model = SimCLRClassifier(model, 3, head_layers=1)
+            model.build((None, 8, 8, 3))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return model
+
+
+def _policies(model):
+    """Each layer's policy; input layers keep the dtype of their inputs."""
+    return [
+        (type(layer).__name__, layer.dtype_policy.name)
+        for layer in model._flatten_layers(include_self=True)
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+
+
+def _features(model, images):
+    outputs = model.export_outputs(images)
+    return {
+        name: np.asarray(ops.convert_to_numpy(ops.cast(value, "float32")))
+        for name, value in outputs.items()
+    }
+
+
+@pytest.mark.parametrize("kind", ["pretrainer", "classifier"])
+@pytest.mark.parametrize(
+    "source, target", [("float32", "mixed_bfloat16"), ("mixed_bfloat16", "float32")]
+)
+def test_with_precision_is_the_model_made_under_the_policy(tmp_path, kind, source, target):
+    """A saved model loaded and copied into another policy is the model made
+    under that global policy with the same weights: the same policy on every
+    layer, the same weights, the same outputs; the loaded model unchanged."""
+    path = str(tmp_path / "model.keras")
+    _build(kind, source).save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    loaded_policies = _policies(loaded)
+    images = np.random.default_rng(0).uniform(size=(4, 8, 8, 3)).astype("float32")
+    loaded_outputs = _features(loaded, images)
+
+    copy = config.with_precision(loaded, target)
+
+    reference = _build(kind, target)
+    reference.set_weights(loaded.get_weights())
+    assert _policies(copy) == _policies(reference)
+    compute = "bfloat16" if target == "mixed_bfloat16" else "float32"
+    assert copy.encoder.compute_dtype == compute
+    for copied, original in zip(copy.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(copied), ops.convert_to_numpy(original)
+        )
+    copy_outputs = _features(copy, images)
+    reference_outputs = _features(reference, images)
+    for name in reference_outputs:
+        np.testing.assert_array_equal(copy_outputs[name], reference_outputs[name])
+    # The other precision computes otherwise: 8-bit against 24-bit mantissas.
+    features = loaded_outputs["features"]
+    assert np.max(np.abs(copy_outputs["features"] - features)) > 1e-4 * np.max(np.abs(features))
+    # The loaded model is as it was.
+    assert _policies(loaded) == loaded_policies
+    for name, value in _features(loaded, images).items():
+        np.testing.assert_array_equal(value, loaded_outputs[name])
+
+
+def test_with_precision_keeps_a_model_already_in_the_policy():
+    model = _build("pretrainer", "float32")
+    assert config.with_precision(model, config.Precision("float32", "given")) is model
+
+
+def test_with_precision_refuses_what_it_cannot_copy():
+    model = _build("pretrainer", "float32")
+    with pytest.raises(ValueError, match=r"`policy` must be one of .*Received: policy='bf16'"):
+        config.with_precision(model, "bf16")
+    with pytest.raises(ValueError, match=r"`model` must be a Keras model or layer. Received: model='model.keras'"):
+        config.with_precision("model.keras", "float32")
+    unbuilt = keras.layers.Dense(3, name="head")
+    with pytest.raises(ValueError, match=r"`model` must be built .*Received: 'head', not built"):
+        config.with_precision(unbuilt, "mixed_bfloat16")

@@ -157,15 +157,19 @@ script_behaviour = pytest.mark.skipif(
 )
 
 
+# The example scripts with a --precision flag.
+PRECISION_SCRIPTS = ("pretrain.py", "finetune.py", "distill.py")
+
+
 def run_example(script, *flags, timeout=600):
     """Runs `examples/<script>` with `flags` in the current backend, as a user
     runs it (the script decides TensorFlow's C++ log level), and returns the
     `subprocess.CompletedProcess` with its output as text.
 
-    `pretrain.py` runs in float32 unless `flags` choose a precision: its
-    default, `--precision=auto`, depends on the CPU, and the tests' figures
-    must not."""
-    if script == "pretrain.py" and not any(
+    The scripts that train run in float32 unless `flags` choose a
+    precision: their default, `--precision=auto`, depends on the CPU, and
+    the tests' figures must not."""
+    if script in PRECISION_SCRIPTS and not any(
         flag.startswith(("--precision", "--mixed_precision", "--nomixed_precision"))
         for flag in flags
     ):

@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_simclr import _data_checks
 from keras_simclr import distribute
+from keras_simclr.models import _gradient_cache
 from keras_simclr.objectives.base import Objective
 
 # Keras's default `batch_size` in `fit()`.
@@ -44,7 +45,8 @@ def check_fit_batches(model, x, batch_size, kwargs):
     replicas = 1
     if keras.backend.backend() == "tensorflow":
         replicas = distribute.num_replicas_in_sync(model)
-    if not checks_batch and replicas < 2:
+    chunk_size = getattr(model, "gradient_chunk_size", None)
+    if not checks_batch and replicas < 2 and chunk_size is None:
         # Nothing to check: a dataset's first batch is not read for nothing.
         return
     batch, num_images = batch_and_images(x, batch_size)
@@ -53,6 +55,32 @@ def check_fit_batches(model, x, batch_size, kwargs):
     if checks_batch:
         objective.check_batch_size(batch)
     check_replica_split(batch, num_images, replicas)
+    if chunk_size is not None:
+        model._fit_chunk_count = check_chunked_batches(batch, num_images, chunk_size)
+
+
+def check_chunked_batches(batch, num_images, chunk_size):
+    """The number of chunks of a batch of `batch` images at
+    `gradient_chunk_size=chunk_size`, after refusing a last partial batch
+    of `num_images` that could not fill them (a TensorFlow step traced
+    without a static batch splits every batch into as many chunks as a
+    full one)."""
+    count = _gradient_cache.num_chunks(batch, chunk_size)
+    last = num_images % batch if num_images is not None else 0
+    # JAX and PyTorch see each batch's size, and split a short one into
+    # fewer chunks.
+    if keras.backend.backend() == "tensorflow" and 0 < last < count:
+        usable = num_images - last
+        raise ValueError(
+            f"The last batch of `x` holds {last} images ({num_images} images "
+            f"at batch_size={batch}), fewer than the {count} chunks that "
+            f"gradient_chunk_size={chunk_size} makes of a batch, so a chunk "
+            f"would be empty. Train on the first {usable} images "
+            f"(x[:{usable}]), or choose a batch_size that leaves no "
+            f"remainder or one of at least {count} images. Received: "
+            f"{num_images} images, batch_size={batch}"
+        )
+    return count
 
 
 def batch_and_images(x, batch_size):

@@ -13,6 +13,7 @@ from keras_simclr.layers import data_layer
 from keras_simclr.layers.projection_head import ProjectionHead
 from keras_simclr.layers.augmentation_pair import AugmentationPair
 from keras_simclr.models import _batch_checks
+from keras_simclr.models import _gradient_cache
 from keras_simclr.models import _in_step_augmentation
 from keras_simclr.models import _legacy_layout
 from keras_simclr.models._pretrainer_inputs import PretrainerInputChecks
@@ -110,6 +111,20 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
             on for the duration of `fit()` only, never saved with the model;
             under the JAX distribution API the statistics are always global.
             It changes nothing on one device.
+        gradient_chunk_size: `None` (default), or the number of images
+            whose views are encoded at a time in a training step: the step
+            then minimises the objective of the whole batch with its exact
+            gradient while holding the activations of one chunk (gradient
+            caching, Gao et al., 2021): it encodes the batch chunk by chunk
+            without keeping activations, computes the loss and its gradient
+            with respect to the outputs once for the whole batch, then
+            encodes each chunk again and back-propagates its part, for about
+            one more forward pass of compute. Batch norm normalises each
+            chunk with its own statistics, and the two views of an image are
+            never in the same chunk (docs/design.md, decision 25). Use it
+            for a batch whose activations do not fit in memory; unlike
+            gradient accumulation, every view's negatives are the whole
+            batch. One device only, for now.
         **kwargs: passed to `keras.Model` (name, dtype, ...). Deprecated,
             and kept for one release with a `DeprecationWarning`: the
             objective's arguments given to the pretrainer, `temperature`,
@@ -181,6 +196,7 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
         objective="simclr",
         num_classes=None,
         global_bn=True,
+        gradient_chunk_size=None,
         **kwargs,
     ):
         if args:
@@ -221,6 +237,12 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
             num_classes, "num_classes", allow_none=True
         )
         self.global_bn = _validation.check_bool(global_bn, "global_bn")
+        self.gradient_chunk_size = _validation.check_int(
+            gradient_chunk_size, "gradient_chunk_size", minimum=1, allow_none=True
+        )
+        # The chunks of a step whose batch is not known when it is traced
+        # (TensorFlow's relaxed traces): set by fit() from its batch.
+        self._fit_chunk_count = None
         # Attribute order sets the order of the trainable variables (and so
         # of the optimizer's): encoder, head, the objective's, probe.
         self.encoder = encoder
@@ -367,7 +389,75 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
             view_a, view_b = self.make_views(inputs)
         if training:
             self.objective.before_step()
+            if self.gradient_chunk_size is not None:
+                return self._encode_pair_in_chunks(view_a, view_b)
         return self._encode_pair(view_a, view_b, training)
+
+    def _encode_pair_in_chunks(self, view_a, view_b):
+        """The training outputs of `_encode_pair`, encoded chunk by chunk,
+        with the gradient cached (models/_gradient_cache.py)."""
+        num_images = view_a.shape[0]
+        if num_images is None:
+            num_images = ops.shape(view_a)[0]
+            count = self._fit_chunk_count
+            if count is None:
+                raise ValueError(
+                    "gradient_chunk_size needs the batch size when the step "
+                    "is traced without one: train with fit(), which reads "
+                    f"it. Received: gradient_chunk_size={self.gradient_chunk_size}, "
+                    "a batch of unknown size"
+                )
+            num_images = _gradient_cache.check_enough_images(num_images, count)
+        else:
+            count = _gradient_cache.num_chunks(num_images, self.gradient_chunk_size)
+        if count == 1:
+            return self._encode_pair(view_a, view_b, training=True)
+        views = ops.concatenate([view_a, view_b], axis=0)
+        rows = _gradient_cache.chunk_rows(num_images, count)
+        chunk_views = [ops.take(views, chunk, axis=0) for chunk in rows]
+        stateful = self._cache_state_variables()
+        snapshots, chunk_outputs = [], []
+        for chunk in chunk_views:
+            previous = list(chunk_outputs[-1].values()) if chunk_outputs else []
+            chunk = _gradient_cache.after(chunk, previous)
+            snapshots.append(_gradient_cache.snapshot(stateful))
+            with _gradient_cache.no_gradient():
+                outputs = self._encode(chunk, training=True)
+            chunk_outputs.append(_gradient_cache.stop(outputs))
+        outputs = _gradient_cache.assemble(chunk_outputs, rows)
+        keys = list(outputs)
+
+        def encode(chunk):
+            encoded = self._encode(chunk, training=True)
+            return [encoded[key] for key in keys]
+
+        trainable = list(self.trainable_variables)
+        cached = _gradient_cache.cached(
+            [outputs[key] for key in keys],
+            encode,
+            chunk_views,
+            rows,
+            trainable,
+            _gradient_cache.values(trainable),
+            stateful,
+            snapshots,
+        )
+        return dict(zip(keys, cached))
+
+    def _cache_state_variables(self):
+        """The non-trainable variables that encoding a chunk reads (batch
+        norm's moving statistics, random states): those of the encoder,
+        the head, the probe and the objective's networks."""
+        layers = [self.encoder, self.projection_head, *self.objective.networks()]
+        if self.probe is not None:
+            layers.append(self.probe)
+        seen, state = set(), []
+        for layer in layers:
+            for variable in layer.non_trainable_variables:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    state.append(variable)
+        return state
 
     # === Loss ===
 
@@ -420,6 +510,9 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
         if keras.backend.backend() == "tensorflow":
             cpu_defaults.check_onednn()
         self._validate_data(x, y, batch_size)
+        if self.gradient_chunk_size is not None:
+            _gradient_cache.check_one_device(self)
+        _gradient_cache.warn_about_accumulation(self)
         _batch_checks.check_fit_batches(self, x, batch_size, kwargs)
         x = self._check_views_are_made(x)
         if not self.built:
@@ -465,6 +558,8 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
     def get_config(self):
         config = super().get_config()
         config.update({"num_classes": self.num_classes, "global_bn": self.global_bn})
+        if self.gradient_chunk_size is not None:
+            config["gradient_chunk_size"] = self.gradient_chunk_size
         return config
 
     @classmethod

@@ -39,8 +39,9 @@ class Objective(keras.layers.Layer):
     Subclasses set `key` (the name `SimCLRPretrainer(objective=...)` knows
     them by; the snake-case class name by default), `loss_metric_name` (the
     loss metric's name in `fit()`'s logs; `"<key>_loss"` by default),
-    `needs_labels` when the loss takes the images' labels, and implement
-    `compute_loss`. Give every constructor argument back in `get_config`.
+    `needs_labels` when the loss takes the images' labels,
+    `couples_images = False` when each image's loss depends on that image
+    alone, and implement `compute_loss`. Give every constructor argument back in `get_config`.
 
     Example (docs/objectives.md, "Your own objective", gives it whole, with
     the alignment and uniformity losses of Wang & Isola, 2020):
@@ -62,6 +63,10 @@ class Objective(keras.layers.Layer):
 
     key = None
     needs_labels = False
+    # Whether an image's loss depends on the other images of the batch
+    # (negatives, batch statistics): then a batch split into micro-batches
+    # (gradient accumulation) is another objective.
+    couples_images = True
     # The name of the loss metric in `fit()`'s logs; `None` for
     # `"<key>_loss"`.
     loss_metric_name = None

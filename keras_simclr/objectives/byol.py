@@ -46,6 +46,8 @@ class BYOL(PredictionMixin, MomentumObjective):
 
     key = "byol"
     loss_metric_name = "byol_loss"
+    # Each image's loss is the agreement of its own two views.
+    couples_images = False
     default_predictor_dim = 4096
     # BYOL's code moves the target after the step, with that step's tau.
     momentum_schedule_lag = 1

@@ -29,6 +29,8 @@ class SimSiam(PredictionMixin, SimilarityTrackingObjective):
 
     key = "simsiam"
     loss_metric_name = "simsiam_loss"
+    # Each image's loss is the agreement of its own two views.
+    couples_images = False
     default_predictor_dim = 512
 
     def __init__(self, prediction_head=None, **kwargs):

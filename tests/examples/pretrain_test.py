@@ -55,6 +55,19 @@ def test_pretrain_script_writes_model_flags_and_results(tmp_path):
 
 
 @script_behaviour
+def test_pretrain_script_trains_in_chunks(tmp_path):
+    """--gradient_chunk_size reaches the pretrainer, which trains and saves
+    with it."""
+    result = run_script(tmp_path, "--gradient_chunk_size=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert np.isfinite(results["final_contrastive_loss"])
+    assert json.loads((tmp_path / "flags.json").read_text())["gradient_chunk_size"] == 8
+    pretrainer = keras.saving.load_model(tmp_path / "pretrainer.keras")
+    assert pretrainer.gradient_chunk_size == 8
+
+
+@script_behaviour
 def test_pretrain_script_chooses_the_fast_precision_and_says_why(tmp_path):
     """--precision=auto, the default: the machine's fast precision, named with
     its reason on the run's first line and in results.json."""

@@ -68,6 +68,42 @@ def test_pretrain_finetune_distill_export(tmp_path):
     ]
 
 
+@script_behaviour
+def test_finetune_and_distill_run_in_their_own_precision(tmp_path):
+    """--precision of a later stage is its own, whatever the stage before
+    saved: the pretrainer saved in float32 fine-tunes in bfloat16, and that
+    bfloat16 teacher distils into a float32 student. Each stage's JSON says
+    which, and the models it saves compute in it."""
+    run = str(tmp_path / "run")
+    result = run_script(
+        "pretrain.py", f"--model_dir={run}", "--epochs=1", "--max_images=64",
+        "--batch_size=32", "--image_size=8", "--verbose=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    result = run_script(
+        "finetune.py", f"--model_dir={run}", "--epochs=1", "--batch_size=32",
+        "--precision=mixed_bfloat16", "--verbose=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("precision=mixed_bfloat16: chosen by the user\n")
+    finetune = json.loads((tmp_path / "run" / "finetune.json").read_text())
+    assert finetune["precision"] == "mixed_bfloat16"
+    classifier = keras.saving.load_model(tmp_path / "run" / "classifier.keras")
+    assert classifier.encoder.compute_dtype == "bfloat16"
+    assert classifier.linear_classifier.compute_dtype == "bfloat16"
+
+    result = run_script(
+        "distill.py", f"--model_dir={run}", "--epochs=1", "--max_images=32",
+        "--batch_size=32", "--student_depth=18", "--verbose=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    distill = json.loads((tmp_path / "run" / "distill.json").read_text())
+    assert distill["precision"] == "float32"
+    student = keras.saving.load_model(tmp_path / "run" / "student.keras")
+    assert student.encoder.compute_dtype == "float32"
+
+
 @flags_only
 def test_later_stages_need_the_earlier_ones(tmp_path):
     result = run_script("finetune.py", f"--model_dir={tmp_path}")
