@@ -61,23 +61,36 @@ def write_results(json_path, results, markdown):
         f.write("\n".join(markdown) + "\n")
 
 
-def measure_child(script, config):
-    """Runs `script --role=child --config=<config as JSON>` and prints its
-    last line, a JSON row, with the child's peak resident set size added as
-    `peak_rss_mib` (`RUSAGE_CHILDREN`: call it from a process that starts
-    no other child, one per measurement, so that no peak hides another)."""
+def run_role(script, role, config):
+    """Runs `script --role=<role> --config=<config as JSON>` in a new
+    process; returns its last line of output, a JSON row, as a dict."""
     result = subprocess.run(
-        [sys.executable, os.path.abspath(script), "--role=child",
+        [sys.executable, os.path.abspath(script), f"--role={role}",
          f"--config={json.dumps(config)}"],
         capture_output=True, text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     if result.returncode:
         sys.stderr.write(result.stderr[-3000:])
-        raise SystemExit(f"the child failed for {config}")
-    row = json.loads(result.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"the {role} process failed for {config}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure_child(script, config):
+    """Runs `script`'s child role on `config` and prints its row with the
+    child's peak resident set size added as `peak_rss_mib`
+    (`RUSAGE_CHILDREN`: call it from a process that starts no other child,
+    one per measurement (`measured_row`), so that no peak hides another)."""
+    row = run_role(script, "child", config)
     # Linux reports ru_maxrss in KiB.
     row["peak_rss_mib"] = round(
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
     )
     print(json.dumps(row))
+
+
+def measured_row(script, config):
+    """The row of `script`'s child on `config` with its peak RSS, measured
+    in a process of its own (`script`'s measure role calls
+    `measure_child`)."""
+    return run_role(script, "measure", config)

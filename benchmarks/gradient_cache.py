@@ -34,7 +34,6 @@ Writes `gradient_cache.json` and `.md` to `--output_dir`.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -115,18 +114,6 @@ def measure(config):
     _report.measure_child(__file__, config)
 
 
-def run_row(config):
-    result = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--role=measure",
-         f"--config={json.dumps(config)}"],
-        capture_output=True, text=True,
-    )
-    if result.returncode:
-        sys.stderr.write(result.stderr[-3000:])
-        raise SystemExit(f"the measurement failed for {config}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--role", default="main", choices=["main", "measure", "child"])
@@ -166,7 +153,7 @@ def main():
             plans.append((f"cached, chunks of {chunk}", args.batch_size, chunk))
             plans.append((f"one chunk ({chunk})", chunk, None))
         for label, batch, chunk in plans:
-            row = run_row({**base, "batch_size": batch, "chunk": chunk})
+            row = _report.measured_row(__file__, {**base, "batch_size": batch, "chunk": chunk})
             row.update(network=network, run=label, batch_size=batch, chunk=chunk)
             print(json.dumps(row), flush=True)
             rows.append(row)

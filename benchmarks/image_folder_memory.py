@@ -216,15 +216,7 @@ def main():
                 "batch_size": args.batch_size,
                 "shuffle_buffer": args.shuffle_buffer,
             }
-            result = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--role=measure",
-                 f"--config={json.dumps(config)}"],
-                capture_output=True, text=True,
-            )
-            if result.returncode:
-                sys.stderr.write(result.stderr[-3000:])
-                raise SystemExit(f"measuring {config} failed")
-            row = {"mode": mode, **json.loads(result.stdout.strip().splitlines()[-1])}
+            row = {"mode": mode, **_report.measured_row(__file__, config)}
             rows.append(row)
             print(json.dumps(row))
 
