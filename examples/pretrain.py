@@ -199,7 +199,7 @@ flags.DEFINE_integer(
     "train on the whole --batch_size's objective with its exact gradient "
     "(gradient caching: about one more forward pass of compute, the "
     "activation memory of one chunk). For a batch that does not fit in "
-    "memory; one device only. Default: the whole batch at once.",
+    "memory (on each device, with several). Default: the whole batch at once.",
 )
 flags.DEFINE_enum(
     "objective", "simclr",

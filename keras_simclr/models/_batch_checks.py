@@ -56,28 +56,33 @@ def check_fit_batches(model, x, batch_size, kwargs):
         objective.check_batch_size(batch)
     check_replica_split(batch, num_images, replicas)
     if chunk_size is not None:
-        model._fit_chunk_count = check_chunked_batches(batch, num_images, chunk_size)
+        model._fit_chunk_count = check_chunked_batches(
+            batch, num_images, chunk_size, replicas
+        )
 
 
-def check_chunked_batches(batch, num_images, chunk_size):
-    """The number of chunks of a batch of `batch` images at
+def check_chunked_batches(batch, num_images, chunk_size, replicas=1):
+    """The number of chunks of a batch of `batch` images (the global batch,
+    split evenly over `replicas` `tf.distribute` replicas) at
     `gradient_chunk_size=chunk_size`, after refusing a last partial batch
     of `num_images` that could not fill them (a TensorFlow step traced
     without a static batch splits every batch into as many chunks as a
     full one)."""
-    count = _gradient_cache.num_chunks(batch, chunk_size)
+    count = _gradient_cache.num_chunks(batch // replicas, chunk_size)
     last = num_images % batch if num_images is not None else 0
     # JAX and PyTorch see each batch's size, and split a short one into
     # fewer chunks.
-    if keras.backend.backend() == "tensorflow" and 0 < last < count:
+    if keras.backend.backend() == "tensorflow" and 0 < last // replicas < count:
         usable = num_images - last
+        per_replica = f" ({last // replicas} on each replica)" if replicas > 1 else ""
         raise ValueError(
-            f"The last batch of `x` holds {last} images ({num_images} images "
-            f"at batch_size={batch}), fewer than the {count} chunks that "
-            f"gradient_chunk_size={chunk_size} makes of a batch, so a chunk "
-            f"would be empty. Train on the first {usable} images "
+            f"The last batch of `x` holds {last} images{per_replica} "
+            f"({num_images} images at batch_size={batch}), fewer than the "
+            f"{count} chunks that gradient_chunk_size={chunk_size} makes of "
+            "a batch, so a chunk would be empty. Train on the first "
+            f"{usable} images "
             f"(x[:{usable}]), or choose a batch_size that leaves no "
-            f"remainder or one of at least {count} images. Received: "
+            f"remainder or one of at least {count * replicas} images. Received: "
             f"{num_images} images, batch_size={batch}"
         )
     return count

@@ -36,6 +36,15 @@ never share batch statistics, as MoCo's shuffled batch norm arranges
 find an image's positive by the statistics it was normalised with, the
 leak SimCLR's Section 3 warns of. Blocks taken by stride need no static
 batch size (TensorFlow's relaxed traces have none).
+
+Several devices. A chunk holds `gradient_chunk_size` images on each device,
+and each device splits its own share of the batch by the rule above
+(`devices_in_one_call`: under the JAX distribution API one call sees the
+global batch). The loss gathers the outputs of every replica, so the
+cache each replica receives is the gradient of the global loss, and
+encoding again is local; the trainers sum the replicas' gradients as
+without chunks. Under the JAX distribution API each chunk keeps the
+batch's sharding (`shard_like_the_batch`).
 """
 
 import math
@@ -50,19 +59,34 @@ from keras_simclr import _keras_compat
 from keras_simclr import distribute
 
 
-def check_one_device(model):
-    """Refuses `fit()` with chunks on several devices or processes."""
-    devices = distribute.num_data_parallel_devices(model)
-    processes = distribute.process_count()
-    if devices > 1 or processes > 1:
-        raise ValueError(
-            "gradient_chunk_size trains on one device in this release: the "
-            "cached gradient is not yet carried across replicas and "
-            "processes. Train without it there, where the replicas together "
-            "hold the batch. Received: "
-            f"gradient_chunk_size={model.gradient_chunk_size} with {devices} "
-            f"devices and {processes} processes"
-        )
+def devices_in_one_call(model):
+    """The devices that share the batch one call of `model` sees in a step:
+    the data-parallel devices under the JAX distribution API, whose step is
+    one program over the global batch; 1 for a `tf.distribute` replica or a
+    `torch.distributed` process, which each see their own slice.
+    `gradient_chunk_size` counts the images of a chunk on each device."""
+    return max(
+        1,
+        distribute.num_data_parallel_devices(model)
+        // distribute.num_replicas_in_sync(model),
+    )
+
+
+def shard_like_the_batch(tensor):
+    """`tensor` (a chunk of views) sharded over the devices as the batch is,
+    under the JAX distribution API: each device then encodes its own share
+    of every chunk, rather than XLA gathering the chunk onto every device.
+    Elsewhere, and where the rows do not split evenly, `tensor` itself."""
+    if keras.backend.backend() != "jax":
+        return tensor
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return tensor
+    shards = distribute.num_data_parallel_devices()
+    if shards < 2 or tensor.shape[0] is None or tensor.shape[0] % shards:
+        return tensor
+    layout = distribution.get_data_layout(tensor.shape)
+    return keras.distribution.distribute_tensor(tensor, layout)
 
 
 def warn_about_accumulation(model):

@@ -112,7 +112,9 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
             under the JAX distribution API the statistics are always global.
             It changes nothing on one device.
         gradient_chunk_size: `None` (default), or the number of images
-            whose views are encoded at a time in a training step: the step
+            whose views each device encodes at a time in a training step
+            (each `tf.distribute` replica, `torch.distributed` process or
+            device of the JAX distribution API): the step
             then minimises the objective of the whole batch with its exact
             gradient while holding the activations of one chunk (gradient
             caching, Gao et al., 2021): it encodes the batch chunk by chunk
@@ -124,7 +126,10 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
             never in the same chunk (docs/design.md, decision 25). Use it
             for a batch whose activations do not fit in memory; unlike
             gradient accumulation, every view's negatives are the whole
-            batch. One device only, for now.
+            batch. On several devices the cached gradient reaches every
+            replica as the loss's gathered negatives do, and with
+            `global_bn` a chunk's statistics are those of that chunk on
+            every device together.
         **kwargs: passed to `keras.Model` (name, dtype, ...). Deprecated,
             and kept for one release with a `DeprecationWarning`: the
             objective's arguments given to the pretrainer, `temperature`,
@@ -409,12 +414,19 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
                 )
             num_images = _gradient_cache.check_enough_images(num_images, count)
         else:
-            count = _gradient_cache.num_chunks(num_images, self.gradient_chunk_size)
+            # A chunk holds gradient_chunk_size images on each device.
+            count = _gradient_cache.num_chunks(
+                num_images,
+                self.gradient_chunk_size * _gradient_cache.devices_in_one_call(self),
+            )
         if count == 1:
             return self._encode_pair(view_a, view_b, training=True)
         views = ops.concatenate([view_a, view_b], axis=0)
         rows = _gradient_cache.chunk_rows(num_images, count)
-        chunk_views = [ops.take(views, chunk, axis=0) for chunk in rows]
+        chunk_views = [
+            _gradient_cache.shard_like_the_batch(ops.take(views, chunk, axis=0))
+            for chunk in rows
+        ]
         stateful = self._cache_state_variables()
         snapshots, chunk_outputs = [], []
         for chunk in chunk_views:
@@ -510,8 +522,6 @@ class SimCLRPretrainer(PretrainerInputChecks, Task):
         if keras.backend.backend() == "tensorflow":
             cpu_defaults.check_onednn()
         self._validate_data(x, y, batch_size)
-        if self.gradient_chunk_size is not None:
-            _gradient_cache.check_one_device(self)
         _gradient_cache.warn_about_accumulation(self)
         _batch_checks.check_fit_batches(self, x, batch_size, kwargs)
         x = self._check_views_are_made(x)

@@ -10,6 +10,12 @@ compared with one device: the loss of every step and every weight
 (batch-norm statistics included). The TensorFlow run also removes, in turn,
 the cross-replica gather, the loss scaling and the batch-norm sync, and
 checks that each removal breaks the equality.
+
+Cached gradients (`gradient_chunk_size`) are compared the same way: on
+each engine, two devices with chunks of 2 images each train exactly as one
+device with chunks of 4 (the chunk size counts the images on each device),
+for SimCLR, SupCon and Barlow Twins; under MirroredStrategy from a dataset
+whose batches have no static size, and without the gather far off.
 """
 
 import json
@@ -127,6 +133,30 @@ def test_mirrored_two_replicas_equal_one_device_for_every_objective(
     )
 
 
+CHUNKED_OBJECTIVES = ("simclr", "supcon", "barlow_twins")
+
+
+@tensorflow_only
+@pytest.mark.parametrize("objective", CHUNKED_OBJECTIVES)
+def test_mirrored_cached_gradients_equal_one_device(mirrored, objective):
+    # gradient_chunk_size counts the images of a chunk on each replica:
+    # chunks of 2 on each of two replicas (4 images each) hold what one
+    # device's chunks of 4 of the 8 hold, with synchronised statistics.
+    _assert_same_training(
+        mirrored, f"chunked/{objective}/distributed", mirrored,
+        f"chunked/{objective}/single",
+    )
+
+
+@tensorflow_only
+def test_mirrored_cached_gradients_need_the_gather(mirrored):
+    # Without the gather each replica's cache holds the gradient of its own
+    # loss, as plain accumulation would: far off.
+    weights = _weights(mirrored, "chunked/simclr/no_gather")
+    expected = _weights(mirrored, "chunked/simclr/single")
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(weights, expected)) > 1e-2
+
+
 @tensorflow_only
 def test_global_batch_norm_is_not_left_in_the_layers(mirrored):
     # `synchronized=True` is TensorFlow-only: a saved config holding it
@@ -197,6 +227,13 @@ def test_jax_data_parallel_two_devices_equal_one_device(tmp_path):
     _assert_same_training(result, "distributed", result)
     _assert_same_training(result, "byol/distributed", result, "byol/single")
     assert "global_bn=False" in str(result["global_bn_false_error"])
+    # Cached gradients: a chunk holds gradient_chunk_size images on each
+    # device, so chunks of 2 on two devices are one device's chunks of 4.
+    for objective in CHUNKED_OBJECTIVES:
+        _assert_same_training(
+            result, f"chunked/{objective}/distributed", result,
+            f"chunked/{objective}/single",
+        )
 
 
 # === One device: the helpers change nothing ===

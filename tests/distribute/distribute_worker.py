@@ -164,6 +164,26 @@ def full_image_pipeline(num_images, batch_size):
     )
 
 
+# Cached gradients (`gradient_chunk_size`): 2 chunks a step. A chunk holds
+# that many images on each device, so one device's chunks of 4 hold what
+# two devices' chunks of 2 hold together (image i in chunk i % 2 of its
+# device's 4 images is image i in chunk i % 2 of the 8).
+CHUNKED_OBJECTIVES = ("simclr", "supcon", "barlow_twins")
+SINGLE_CHUNK, DEVICE_CHUNK = 4, 2
+
+
+def train_chunked(arrays, prefix, objective, chunk, make=None, as_dataset=False):
+    """Trains `objective` with `gradient_chunk_size=chunk` (in the current
+    strategy or distribution, `make` wrapping the construction), results
+    under `chunked/<objective>/<prefix>`."""
+    make = make or (lambda build: build())
+    pretrainer = make(
+        lambda: make_pretrainer(objective=objective, gradient_chunk_size=chunk)
+    )
+    losses, weights = train(pretrainer, make_data(), as_dataset)
+    arrays.update(result_arrays(f"chunked/{objective}/{prefix}", losses, weights))
+
+
 # "simclr_memory": NT-Xent with SimCLR v2's queue of momentum negatives.
 OBJECTIVES = (
     "supcon", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "unigrad",
@@ -177,7 +197,7 @@ def loss_name(objective):
 
 def make_pretrainer(
     global_bn=True, objective="simclr", num_classes=None, weight_decay=None,
-    augmentation=None,
+    augmentation=None, gradient_chunk_size=None,
 ):
     import keras
 
@@ -208,6 +228,7 @@ def make_pretrainer(
             objective.replace("_memory", ""), **objective_arguments(objective)
         ),
         num_classes=num_classes,
+        gradient_chunk_size=gradient_chunk_size,
     )
     pretrainer.compile(
         optimizer=keras.optimizers.SGD(
@@ -258,17 +279,26 @@ def step_loss_callback(objective="simclr"):
     return StepLosses()
 
 
-def train(pretrainer, data):
+def train(pretrainer, data, as_dataset=False):
+    """Trains 3 steps on `data` given as arrays, or with `as_dataset` as a
+    `tf.data` dataset whose batches have no static size."""
     import numpy as np
 
     callback = step_loss_callback(pretrainer.objective.key)
     labels = None
     if pretrainer.objective.key == "supcon":
         labels = np.arange(len(data)) % 3
+    batch_size = GLOBAL_BATCH
+    if as_dataset:
+        import tensorflow as tf
+
+        elements = data if labels is None else (data, labels)
+        data = tf.data.Dataset.from_tensor_slices(elements).batch(GLOBAL_BATCH)
+        labels = batch_size = None
     pretrainer.fit(
         data,
         labels,
-        batch_size=GLOBAL_BATCH,
+        batch_size=batch_size,
         epochs=1,
         shuffle=False,
         verbose=0,
@@ -346,6 +376,25 @@ def run_mirrored(out):
         arrays.update(
             result_arrays(f"{objective}/distributed", *train(pretrainer, data))
         )
+
+    # Cached gradients on each replica, and the ablation: without the
+    # gather, the cache holds each replica's own loss's gradient. The
+    # batches of a dataset have no static size: the chunks of such a step
+    # are counted before training, from each replica's share.
+    def in_strategy(build):
+        with strategy.scope():
+            return build()
+
+    for objective in CHUNKED_OBJECTIVES:
+        train_chunked(arrays, "single", objective, SINGLE_CHUNK)
+        train_chunked(
+            arrays, "distributed", objective, DEVICE_CHUNK, in_strategy,
+            as_dataset=True,
+        )
+    distribute.cross_replica_concat = lambda tensor: tensor
+    distribute.replica_id = lambda: 0
+    train_chunked(arrays, "no_gather", "simclr", DEVICE_CHUNK, in_strategy)
+    distribute.cross_replica_concat, distribute.replica_id, _ = originals
     np.savez(out, **arrays)
 
 
@@ -370,6 +419,12 @@ def run_data_parallel(out):
             "byol/distributed", *train(make_pretrainer(objective="byol"), data)
         )
     )
+    keras.distribution.set_distribution(None)
+    for objective in CHUNKED_OBJECTIVES:
+        train_chunked(arrays, "single", objective, SINGLE_CHUNK)
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    for objective in CHUNKED_OBJECTIVES:
+        train_chunked(arrays, "distributed", objective, DEVICE_CHUNK)
     # The variables really live on both devices.
     arrays["devices_per_variable"] = np.array(
         [len(v.value.sharding.device_set) for v in pretrainer.weights]

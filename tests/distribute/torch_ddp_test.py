@@ -16,7 +16,9 @@ process. With shuffling on and a different global seed in each process,
 as users seed them, every image must be trained exactly once per epoch,
 from arrays (the images each process's steps saw) and from a full-image
 pipeline whose views are made in parallel out of order (the batches
-`fit()` takes in each process).
+`fit()` takes in each process). With cached gradients
+(`gradient_chunk_size`, 2 images per chunk in each process), two processes
+train as one process with chunks of 4, and not without the gather.
 """
 
 import hashlib
@@ -206,3 +208,31 @@ def test_models_without_the_distributed_step_refuse(runs):
     _, ranks = runs
     message = str(ranks[0]["classifier_error"])
     assert "SimCLRClassifier" in message and "2 processes" in message
+
+
+@pytest.mark.parametrize("objective", ["simclr", "supcon", "barlow_twins"])
+def test_cached_gradients_on_two_processes_equal_one_process(runs, objective):
+    # gradient_chunk_size counts the images of a chunk in each process:
+    # chunks of 2 in each of two processes (4 images each) hold what one
+    # process's chunks of 4 of the 8 hold, and the statistics of a chunk
+    # are synchronised across the processes. Losses of every step and
+    # every weight after 3 steps, on both processes.
+    single, ranks = runs
+    prefix = f"chunked/{objective}"
+    expected = _weights(single, f"{prefix}/single")
+    assert len(expected) > 0
+    for result in ranks:
+        np.testing.assert_allclose(
+            result[f"{prefix}/distributed/losses"], single[f"{prefix}/single/losses"],
+            rtol=LOSS_RTOL, atol=LOSS_ATOL,
+        )
+        got = _weights(result, f"{prefix}/distributed")
+        assert len(got) == len(expected)
+        for index, (g, w) in enumerate(zip(got, expected)):
+            np.testing.assert_allclose(
+                g, w, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL, err_msg=f"weight {index}"
+            )
+    # Without the gather, each process's cache holds the gradient of its
+    # own loss: far off.
+    no_gather = _weights(ranks[0], "chunked/simclr/no_gather")
+    assert _largest_difference(no_gather, _weights(single, "chunked/simclr/single")) > 1e-2

@@ -91,6 +91,10 @@ def run_single(out):
         pretrainer = make_pretrainer(objective=objective)
         arrays.update(result_arrays(objective, *train(pretrainer, data)))
     train_probe_without_labels(arrays, data)
+    for objective in distribute_worker.CHUNKED_OBJECTIVES:
+        distribute_worker.train_chunked(
+            arrays, "single", objective, distribute_worker.SINGLE_CHUNK
+        )
     np.savez(out, **arrays)
 
 
@@ -162,12 +166,19 @@ def run_ddp(out):
     train_probe_without_labels(arrays, data)
     train_shuffled(arrays, dist.get_rank())
     full_image_batches(arrays, dist.get_rank())
+    for objective in distribute_worker.CHUNKED_OBJECTIVES:
+        distribute_worker.train_chunked(
+            arrays, "distributed", objective, distribute_worker.DEVICE_CHUNK
+        )
 
     # The three parts, each removed in turn.
     gather, replica_id = distribute.cross_replica_concat, distribute.replica_id
     distribute.cross_replica_concat = lambda tensor: tensor
     distribute.replica_id = lambda: 0
     arrays.update(result_arrays("no_gather", *train(make_pretrainer(), data)))
+    distribute_worker.train_chunked(
+        arrays, "no_gather", "simclr", distribute_worker.DEVICE_CHUNK
+    )
     distribute.cross_replica_concat, distribute.replica_id = gather, replica_id
 
     sum_gradients = _torch_distributed.sum_gradients

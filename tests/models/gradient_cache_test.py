@@ -315,6 +315,19 @@ def test_a_last_batch_smaller_than_the_chunks_is_refused():
         model.fit(x, batch_size=6, epochs=1, verbose=0)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the relaxed trace is TensorFlow's")
+def test_chunks_are_counted_on_each_replica():
+    from keras_simclr.models import _batch_checks
+
+    # A chunk holds gradient_chunk_size images on each replica: a global
+    # batch of 16 over 2 replicas at chunks of 2 is 4 chunks, not 8.
+    assert _batch_checks.check_chunked_batches(16, 32, 2, replicas=2) == 4
+    assert _batch_checks.check_chunked_batches(16, 32, 2) == 8
+    # A last global batch of 6 leaves 3 images on each replica for 4 chunks.
+    with pytest.raises(ValueError, match=r"holds 6 images \(3 on each replica\) \(38 images at batch_size=16\), fewer than the 4 chunks .* at least 8 images"):
+        _batch_checks.check_chunked_batches(16, 38, 2, replicas=2)
+
+
 def test_gradient_accumulation_warns_that_it_changes_the_objective():
     x, _ = batch()
     for objective, warned in [("simclr", True), ("byol", False)]:

@@ -1,7 +1,6 @@
 """The pretrainer's and distiller's views as one XLA cluster inside a
 TensorFlow step that is not compiled with XLA as a whole."""
 
-import re
 
 import keras
 import numpy as np
