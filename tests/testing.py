@@ -183,3 +183,55 @@ def run_example(script, *flags, timeout=600):
         text=True,
         timeout=timeout,
     )
+
+
+def built_once(tmp_path_factory, name, build, directory=None, timeout=900):
+    """A directory that `build(directory)` fills once, even when
+    pytest-xdist runs the session in several worker processes: the first
+    worker to ask builds it while the others wait for it.
+
+    Args:
+        tmp_path_factory: pytest's fixture.
+        name: the directory's name in the session's shared temporary
+            directory, and the name of its lock.
+        build: `build(directory)` fills the directory.
+        directory: where to build instead, for a directory kept between
+            sessions (such as `config.cache.mkdir(...)`): a complete one
+            (holding `.done`) is returned as it is.
+        timeout: seconds a worker waits for another's build.
+
+    Returns:
+        The `pathlib.Path` of the built directory.
+    """
+    import shutil
+    import time
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Each worker's base is a directory of the session's base.
+        root = root.parent
+    directory = root / name if directory is None else directory
+    done, failed = directory / ".done", root / f"{name}.failed"
+    if done.exists():
+        return directory
+    try:
+        os.close(os.open(root / f"{name}.lock", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        deadline = time.monotonic() + timeout
+        while not (done.exists() or failed.exists()):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} was not built within {timeout} s by another worker")
+            time.sleep(1)
+        if failed.exists():
+            pytest.fail(f"building {name} failed in another worker: {failed.read_text()}")
+        return directory
+    # A partial directory of an interrupted session is built again.
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    try:
+        build(directory)
+    except BaseException as error:
+        failed.write_text(repr(error))
+        raise
+    done.touch()
+    return directory

@@ -176,7 +176,9 @@ class ResNet(data_layer.InputRangeChecks, keras.Model):
     (depth 18 or 34) uses a projection shortcut only where the shape changes,
     as torchvision and the original paper do (the official code also projects
     in the first block of the first group), so its parameter count is the
-    standard one. Bottleneck networks are identical either way.
+    standard one; `project_first_shortcut=True` gives the official network
+    (the one `keras_simclr.models.load_official` builds for official
+    basic-block files). Bottleneck networks are identical either way.
 
     The first layer rescales pixels from `value_range` to `[0, 1]`; as in the
     official SimCLR code there is no mean/std normalization. Images are
@@ -222,6 +224,11 @@ class ResNet(data_layer.InputRangeChecks, keras.Model):
         value_range: tuple `(low, high)`, the range of input pixel values,
             mapped to `[0, 1]`; None to feed the network unchanged.
         sk_ratio: float >= 0, the selective-kernel ratio; 0 for SimCLR v1.
+        project_first_shortcut: bool. If True, the first block of the first
+            group projects its shortcut (a 1x1 convolution and batch norm)
+            even where the shape does not change, as the official code's
+            basic-block networks do; bottleneck networks always project
+            there. Default False.
         name: string, the model name.
         **kwargs: other `keras.Model` arguments, such as `trainable` or
             `dtype` (a dtype policy given to every layer).
@@ -265,6 +272,7 @@ class ResNet(data_layer.InputRangeChecks, keras.Model):
         input_shape=(None, None, 3),
         value_range=(0, 255),
         sk_ratio=0.0,
+        project_first_shortcut=False,
         name=None,
         **kwargs,
     ):
@@ -274,9 +282,16 @@ class ResNet(data_layer.InputRangeChecks, keras.Model):
         input_shape = _validate_input_shape(input_shape)
         value_range = _validation.check_value_range(value_range, allow_none=True)
         sk_ratio = _validation.check_non_negative_number(sk_ratio, "sk_ratio")
+        project_first_shortcut = _validation.check_bool(
+            project_first_shortcut, "project_first_shortcut"
+        )
         dtype = kwargs.pop("dtype", None)
         block_type, blocks_per_group = RESNET_ARCHITECTURES[depth]
-        builder = _ResNetBuilder(sk_ratio=sk_ratio, dtype=dtype)
+        builder = _ResNetBuilder(
+            sk_ratio=sk_ratio,
+            dtype=dtype,
+            project_first_shortcut=project_first_shortcut,
+        )
 
         # === Layers ===
         rescaling = None
@@ -343,6 +358,7 @@ class ResNet(data_layer.InputRangeChecks, keras.Model):
         self.image_shape = input_shape
         self.value_range = value_range
         self.sk_ratio = sk_ratio
+        self.project_first_shortcut = project_first_shortcut
         self.feature_dim = int(outputs.shape[-1])
 
     # === Input checks ===
@@ -372,7 +388,7 @@ class ResNet(data_layer.InputRangeChecks, keras.Model):
             return super().predict_on_batch(x)
 
     def get_config(self):
-        return {
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
@@ -383,6 +399,10 @@ class ResNet(data_layer.InputRangeChecks, keras.Model):
             "value_range": self.value_range,
             "sk_ratio": self.sk_ratio,
         }
+        if self.project_first_shortcut:
+            # Only when set: configs saved before it load unchanged.
+            config["project_first_shortcut"] = True
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -392,9 +412,10 @@ class ResNet(data_layer.InputRangeChecks, keras.Model):
 class _ResNetBuilder:
     """Applies the layers of one ResNet to symbolic tensors."""
 
-    def __init__(self, sk_ratio, dtype):
+    def __init__(self, sk_ratio, dtype, project_first_shortcut=False):
         self.sk_ratio = sk_ratio
         self.dtype = dtype
+        self.project_first_shortcut = project_first_shortcut
 
     def conv(self, x, filters, kernel_size, strides, name):
         padding = "same"
@@ -436,8 +457,10 @@ class _ResNetBuilder:
         return x
 
     def shortcut(self, x, filters_out, strides, prefix):
+        first = prefix == "group1_block1"
         if strides == 1 and x.shape[-1] == filters_out:
-            return x
+            if not (first and self.project_first_shortcut):
+                return x
         if self.sk_ratio > 0:
             # ResNet-D: average-pool by the stride, then a 1x1 convolution
             # (official code: pad (0, 1) then "valid" when strided).
