@@ -61,19 +61,35 @@ def write_results(json_path, results, markdown):
         f.write("\n".join(markdown) + "\n")
 
 
-def run_role(script, role, config):
-    """Runs `script --role=<role> --config=<config as JSON>` in a new
-    process; returns its last line of output, a JSON row, as a dict."""
+def run_python(arguments, failure, env=None):
+    """Runs `python <arguments>` in a new process, TensorFlow's C++ logs
+    off, with `env` (default: this process's environment); returns its
+    standard output. If it fails, writes the end of its standard error and
+    exits with the message `failure`."""
     result = subprocess.run(
-        [sys.executable, os.path.abspath(script), f"--role={role}",
-         f"--config={json.dumps(config)}"],
+        [sys.executable, *arguments],
         capture_output=True, text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        env=dict(os.environ if env is None else env, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     if result.returncode:
         sys.stderr.write(result.stderr[-3000:])
-        raise SystemExit(f"the {role} process failed for {config}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        raise SystemExit(failure)
+    return result.stdout
+
+
+def last_line(output):
+    """The last line of a process's output."""
+    return output.strip().splitlines()[-1]
+
+
+def run_role(script, role, config):
+    """Runs `script --role=<role> --config=<config as JSON>` in a new
+    process; returns its last line of output, a JSON row, as a dict."""
+    output = run_python(
+        [os.path.abspath(script), f"--role={role}", f"--config={json.dumps(config)}"],
+        f"the {role} process failed for {config}",
+    )
+    return json.loads(last_line(output))
 
 
 def measure_child(script, config):

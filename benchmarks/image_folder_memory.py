@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 
@@ -191,17 +190,13 @@ def main():
     written = {}
     for size in sizes:
         # Its own process, so that TensorFlow stays out of this one.
-        result = subprocess.run(
-            [sys.executable, "-c",
+        output = _report.run_python(
+            ["-c",
              f"import sys; sys.path.insert(0, {HERE!r}); import image_folder_memory as m; "
              f"print(m.write_folder({args.work_dir!r}, {size}))"],
-            capture_output=True, text=True,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            f"writing {size} images failed",
         )
-        if result.returncode:
-            sys.stderr.write(result.stderr[-3000:])
-            raise SystemExit(f"writing {size} images failed")
-        written[size] = round(float(result.stdout.strip().splitlines()[-1]), 1)
+        written[size] = round(float(_report.last_line(output)), 1)
         print(f"{size} JPEGs in {folder_path(args.work_dir, size)} "
               f"(written in {written[size]} s; 0 if kept from before)")
 

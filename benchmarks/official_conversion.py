@@ -17,7 +17,6 @@ Writes `official_conversion.json` and `.md` to `--output_dir`.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,13 +31,11 @@ ORACLE = os.path.join(os.path.dirname(ROOT), "shared", "oracles", "google-resear
 WORKER = os.path.join(ROOT, "tests", "official", "official_worker.py")
 
 
-def run(command, env):
+def timed(arguments, failure, env):
+    """`(seconds, standard output)` of `python <arguments>`."""
     start = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode:
-        sys.stderr.write(result.stderr[-3000:])
-        raise SystemExit(f"failed: {' '.join(command[:3])} ...")
-    return time.perf_counter() - start, result.stdout
+    output = _report.run_python(arguments, failure, env)
+    return time.perf_counter() - start, output
 
 
 def main():
@@ -57,11 +54,11 @@ def main():
             sk_ratio=args.sk_ratio, image_size=224, num_proj_layers=3,
             num_classes=1000, checkpoint_only=True,
         )
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-        written, _ = run(
-            [sys.executable, WORKER, f"--oracle={ORACLE}", f"--out={workdir}",
+        written, _ = timed(
+            [WORKER, f"--oracle={ORACLE}", f"--out={workdir}",
              f"--specs={json.dumps([spec])}"],
-            dict(env, TF_USE_LEGACY_KERAS="1"),
+            "the official code failed to write the checkpoint",
+            dict(os.environ, KERAS_BACKEND="tensorflow", TF_USE_LEGACY_KERAS="1"),
         )
         checkpoint = os.path.join(workdir, "official", "ckpt-1")
         size = sum(
@@ -69,10 +66,11 @@ def main():
             for name in os.listdir(os.path.join(workdir, "official"))
         )
         output = os.path.join(workdir, "converted", "pretrainer.keras")
-        seconds, stdout = run(
-            [sys.executable, os.path.join(ROOT, "examples", "convert_official.py"),
+        seconds, stdout = timed(
+            [os.path.join(ROOT, "examples", "convert_official.py"),
              f"--checkpoint={checkpoint}", f"--output={output}"],
-            dict(env, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "tensorflow")),
+            "the conversion failed",
+            dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "tensorflow")),
         )
         record = json.load(open(os.path.join(workdir, "converted", "convert.json")))
         keras_size = os.path.getsize(output)
@@ -86,7 +84,7 @@ def main():
         "keras_file_mib": round(keras_size / 2**20),
         "script_seconds": round(seconds, 1),
         "conversion": record,
-        "printed": stdout.strip().splitlines()[-1],
+        "printed": _report.last_line(stdout),
     }
     markdown = [
         f"Converting {name} ({record['encoder_parameters'] / 1e6:.1f}M encoder "

@@ -75,7 +75,7 @@ def main(argv):
     checkpoint = keras_simclr.models.official.OfficialCheckpoint(FLAGS.checkpoint)
     architecture = checkpoint.architecture()
     model = keras_simclr.models.load_official(
-        FLAGS.checkpoint, head_layers=FLAGS.head_layers, image_size=FLAGS.image_size
+        checkpoint, head_layers=FLAGS.head_layers, image_size=FLAGS.image_size
     )
     kind = (
         "pretrainer"

@@ -84,7 +84,7 @@ def load_official(path, head_layers=None, image_size=None):
         path: a TensorFlow 2 checkpoint of the official code (its prefix,
             e.g. `.../ckpt-0`, or a directory holding a `checkpoint` file),
             or a SavedModel directory (`.../saved_model/` or its numbered
-            export).
+            export); or an `OfficialCheckpoint` already opened on one.
         head_layers: `None` for a pretrained file: a `SimCLRPretrainer` is
             returned, whose probe is the file's supervised head on the
             features (the linear evaluation trained with the official
@@ -109,7 +109,8 @@ def load_official(path, head_layers=None, image_size=None):
     from keras_simclr.models.simclr_classifier import SimCLRClassifier
     from keras_simclr.models.simclr_pretrainer import SimCLRPretrainer
 
-    checkpoint = OfficialCheckpoint(path)
+    checkpoint = path if isinstance(path, OfficialCheckpoint) else OfficialCheckpoint(path)
+    path = checkpoint.path
     architecture = checkpoint.architecture()
     if head_layers is not None:
         head_layers = _validation.check_int(head_layers, "head_layers", minimum=0)
@@ -295,6 +296,7 @@ class OfficialCheckpoint:
         self._shapes = {
             name: tuple(shapes[key]) for name, key in self._keys.items()
         }
+        self._architecture = None
 
     def has(self, name):
         return name in self._keys
@@ -345,7 +347,12 @@ class OfficialCheckpoint:
         """The network the variables describe: `depth`, `block`,
         `width_multiplier`, `sk_ratio`, `cifar_stem`, `projection_head`
         (the widths of its layers, empty without one) and `num_classes`
-        (None without a supervised head)."""
+        (None without a supervised head). Read once, on the first call."""
+        if self._architecture is None:
+            self._architecture = self._read_architecture()
+        return dict(self._architecture)
+
+    def _read_architecture(self):
         groups = self._indexed("resnet_model/block_groups")
         blocks = tuple(
             len(self._indexed(f"resnet_model/block_groups/{g}/layers")) for g in groups
